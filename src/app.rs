@@ -1,0 +1,124 @@
+//! The composition root: builds every part from a [`Config`] and already-bound listeners, and returns a handle
+//! with the bound addresses and `shutdown()`. The only module that knows all the others.
+
+use crate::config::Config;
+use crate::docker::DockerClient;
+use crate::services::{Services, SharedServices};
+use crate::store::Store;
+use crate::tasks::{self, Tasks};
+use anyhow::Context;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// How long in-flight requests may take to finish after shutdown begins.
+pub const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Listeners bound by the caller (so tests can bind `127.0.0.1:0` and learn the port).
+pub struct Listeners {
+    pub api: TcpListener,
+}
+
+impl Listeners {
+    /// Binds the listeners the config names.
+    pub async fn bind(config: &Config) -> anyhow::Result<Listeners> {
+        let api = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("while binding the API listener to {}", config.listen))?;
+        Ok(Listeners { api })
+    }
+}
+
+/// A running Berth.
+pub struct AppHandle {
+    /// Where the API and dashboard answer.
+    pub api_addr: SocketAddr,
+    /// The use cases, for in-process tests and tools.
+    pub services: SharedServices,
+    /// The one-time setup token, when no user existed at start.
+    pub setup_token: Option<String>,
+    cancel: CancellationToken,
+    server: JoinHandle<std::io::Result<()>>,
+    tasks: Tasks,
+}
+
+/// Opens the store, connects the parts and starts serving.
+pub async fn start(config: Arc<Config>, listeners: Listeners) -> anyhow::Result<AppHandle> {
+    let db_path = config.database_path();
+    let store = tokio::task::spawn_blocking(move || Store::open(&db_path))
+        .await?
+        .with_context(|| {
+            format!(
+                "while opening the database in {}",
+                config.data_dir.display()
+            )
+        })?;
+    let docker = Arc::new(DockerClient::new(&config.docker_host));
+    let services: SharedServices = Arc::new(Services::new(config.clone(), store, docker));
+
+    let setup_token = services
+        .prepare_setup()
+        .await
+        .context("while preparing first-run setup")?;
+    if let Some(token) = &setup_token {
+        tracing::warn!(
+            setup_token = %token,
+            "no user exists yet: POST {}/api/setup with this token, an email, a password and a workspace name (it works once)",
+            config.public_url
+        );
+    }
+
+    let cancel = CancellationToken::new();
+    let mut tasks = Tasks::new(&cancel);
+    let s = services.clone();
+    tasks.spawn("session-gc", move |token| tasks::session_gc(s, token));
+
+    let api_addr = listeners.api.local_addr()?;
+    let app =
+        crate::web::router(services.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let stop = cancel.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listeners.api, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await
+    });
+    tracing::info!(%api_addr, version = env!("CARGO_PKG_VERSION"), data_dir = %config.data_dir.display(), "berth is serving");
+    Ok(AppHandle {
+        api_addr,
+        services,
+        setup_token,
+        cancel,
+        server,
+        tasks,
+    })
+}
+
+impl AppHandle {
+    /// Stops accepting connections, lets in-flight requests finish (up to [`DRAIN_DEADLINE`]), stops background
+    /// tasks. Returns an error only when something did not stop in time.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.cancel.cancel();
+        let mut server = self.server;
+        let drained = tokio::time::timeout(DRAIN_DEADLINE, &mut server).await;
+        let stuck = self.tasks.shutdown(Duration::from_secs(2)).await;
+        match drained {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => return Err(e).context("while serving"),
+            Ok(Err(e)) => return Err(e).context("while joining the server task"),
+            Err(_) => {
+                server.abort();
+                tracing::warn!(
+                    "in-flight requests did not finish within {} s; closed them",
+                    DRAIN_DEADLINE.as_secs()
+                );
+            }
+        }
+        if !stuck.is_empty() {
+            tracing::warn!(tasks = ?stuck, "background tasks did not stop in time");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,279 @@
+//! The command line: `serve`, `healthcheck`, `config print-default`, and `admin` tools that work on the data
+//! dir directly (also while the server runs).
+
+use crate::app::{self, Listeners};
+use crate::config::{Config, DEFAULT_TOML, Layer, LogFormat};
+use crate::domain::Role;
+use crate::services::{NewKey, Services};
+use crate::store::Store;
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Parser, Debug)]
+#[command(name = "berth", version, about = "A self-hosted PaaS in one binary")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the server: API and dashboard, and (in later versions) the proxy and deploy workers.
+    Serve(ConfigArgs),
+    /// Exit 0 when the configured server answers /api/health, 1 otherwise.
+    Healthcheck(ConfigArgs),
+    /// Configuration helpers.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Administration on the data dir directly.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Print an annotated example config file with every default.
+    PrintDefault,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AdminCommand {
+    /// Create a user (the first one becomes instance administrator), optionally as owner of a workspace.
+    CreateUser {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        password: String,
+        /// Workspace slug: joined as owner, created when missing.
+        #[arg(long)]
+        workspace: Option<String>,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Create an API key for a user in a workspace; prints the key as the last line of stdout.
+    CreateKey {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        workspace: String,
+        #[arg(long)]
+        name: String,
+        /// owner, admin or member; defaults to the user's role.
+        #[arg(long)]
+        role: Option<String>,
+        #[arg(long)]
+        expires_in_days: Option<u32>,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+}
+
+/// Flags shared by every command that reads the configuration.
+#[derive(Args, Debug, Default, Clone)]
+pub struct ConfigArgs {
+    /// Config file (default /etc/berth/berth.toml when it exists).
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// Data directory (default /var/lib/berth as root, else the XDG data dir).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// API and dashboard listener (default 127.0.0.1:7080).
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Proxy HTTP listener (default 0.0.0.0:80).
+    #[arg(long)]
+    pub http_listen: Option<String>,
+    /// Proxy HTTPS listener (default 0.0.0.0:443).
+    #[arg(long)]
+    pub https_listen: Option<String>,
+    /// Docker Engine address (default $DOCKER_HOST or unix:///var/run/docker.sock).
+    #[arg(long)]
+    pub docker_host: Option<String>,
+    /// human or json.
+    #[arg(long)]
+    pub log_format: Option<String>,
+}
+
+impl ConfigArgs {
+    fn load(&self) -> anyhow::Result<Config> {
+        let env: BTreeMap<String, String> = std::env::vars().collect();
+        let flags = Layer {
+            data_dir: self.data_dir.clone(),
+            listen: self.listen.clone(),
+            http_listen: self.http_listen.clone(),
+            https_listen: self.https_listen.clone(),
+            docker_host: self.docker_host.clone(),
+            log_format: self.log_format.clone(),
+            ..Layer::default()
+        };
+        Ok(Config::load(self.config.as_deref(), &env, flags)?)
+    }
+}
+
+/// Runs a parsed command line; the exit code says whether it worked.
+pub fn run(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Config(ConfigCommand::PrintDefault) => {
+            print!("{DEFAULT_TOML}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve(args) => args.load().and_then(|c| runtime()?.block_on(serve(c))),
+        Command::Healthcheck(args) => args
+            .load()
+            .and_then(|c| runtime()?.block_on(healthcheck(c))),
+        Command::Admin(cmd) => runtime().and_then(|rt| rt.block_on(admin(cmd))),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("berth: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("while starting the async runtime")
+}
+
+fn init_logging(format: LogFormat, default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Human => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+    };
+}
+
+async fn serve(config: Config) -> anyhow::Result<ExitCode> {
+    init_logging(config.log_format, "info");
+    let config = Arc::new(config);
+    let listeners = Listeners::bind(&config).await?;
+    let handle = app::start(config, listeners).await?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("while installing the SIGTERM handler")?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received; shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received; shutting down"),
+    }
+    handle.shutdown().await?;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn healthcheck(config: Config) -> anyhow::Result<ExitCode> {
+    let mut addr = config.listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            [127, 0, 0, 1].into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    let url = format!("http://{addr}/api/health");
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .build()?;
+    match client.get(&url).send().await {
+        Ok(r) if r.status().is_success() => {
+            let body: serde_json::Value = r.json().await.unwrap_or_default();
+            println!(
+                "healthy: {}",
+                body["data"]["status"].as_str().unwrap_or("ok")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(r) => {
+            eprintln!("unhealthy: {url} answered {}", r.status());
+            Ok(ExitCode::FAILURE)
+        }
+        Err(e) => {
+            eprintln!("unhealthy: {url}: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+async fn admin(cmd: AdminCommand) -> anyhow::Result<ExitCode> {
+    let args = match &cmd {
+        AdminCommand::CreateUser { config, .. } | AdminCommand::CreateKey { config, .. } => {
+            config.clone()
+        }
+    };
+    let config = Arc::new(args.load()?);
+    init_logging(config.log_format, "warn");
+    let db_path = config.database_path();
+    let store = tokio::task::spawn_blocking(move || Store::open(&db_path)).await??;
+    let docker = Arc::new(crate::docker::DockerClient::new(&config.docker_host));
+    let services = Services::new(config, store, docker);
+    match cmd {
+        AdminCommand::CreateUser {
+            email,
+            password,
+            workspace,
+            ..
+        } => {
+            let (user, ws) = services
+                .create_user(&email, &password, workspace.as_deref())
+                .await?;
+            println!(
+                "created user {} (id {}){}",
+                user.email,
+                user.id,
+                if user.is_instance_admin {
+                    ", instance administrator"
+                } else {
+                    ""
+                }
+            );
+            if let Some(ws) = ws {
+                println!("owner of workspace {}", ws.slug);
+            }
+        }
+        AdminCommand::CreateKey {
+            email,
+            workspace,
+            name,
+            role,
+            expires_in_days,
+            ..
+        } => {
+            let role = match role.as_deref() {
+                None => None,
+                Some(r) => Some(Role::parse(r).ok_or_else(|| {
+                    anyhow::anyhow!("--role '{r}' must be owner, admin or member")
+                })?),
+            };
+            let actor = services.cli_actor(&email).await?;
+            let created = services
+                .create_api_key(
+                    &actor,
+                    &workspace,
+                    NewKey {
+                        name,
+                        expires_in_days,
+                        role,
+                    },
+                )
+                .await?;
+            eprintln!(
+                "created API key '{}' ({}, role {}); it is shown only now:",
+                created.api_key.name, created.api_key.id, created.api_key.role
+            );
+            println!("{}", created.key);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

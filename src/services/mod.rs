@@ -1,0 +1,63 @@
+//! Use cases and policy: permissions, quotas, transactions. The only layer that combines the store, Docker
+//! and the edge. Every mutating use case writes an audit row in the same transaction as its change.
+
+mod access;
+mod accounts;
+mod api_keys;
+mod audit;
+mod error;
+mod health;
+mod invitations;
+mod members;
+mod ratelimit;
+mod workspaces;
+
+pub use access::{Access, Actor, Via};
+pub use accounts::{LoginResult, SetupResult};
+pub use api_keys::{CreatedApiKey, NewKey};
+pub use error::ServiceError;
+pub use health::{DockerHealth, Health};
+pub use invitations::{AcceptResult, CreatedInvitation};
+pub use ratelimit::RateLimiter;
+pub use workspaces::WorkspacePatch;
+
+use crate::config::Config;
+use crate::docker::DockerClient;
+use crate::store::Store;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// Everything the use cases need, built once by the app and shared.
+pub struct Services {
+    pub(crate) config: Arc<Config>,
+    pub(crate) store: Store,
+    pub(crate) docker: Arc<DockerClient>,
+    api_limiter: RateLimiter,
+    login_limiter: RateLimiter,
+    /// Digest of the one-time setup token, while no user exists.
+    setup_token: Mutex<Option<Vec<u8>>>,
+    /// When each key's `last_used_at` was last written, so a busy key costs one write a minute, not one a request.
+    key_touches: Mutex<HashMap<String, Instant>>,
+}
+
+/// A shared handle to the services.
+pub type SharedServices = Arc<Services>;
+
+impl Services {
+    pub fn new(config: Arc<Config>, store: Store, docker: Arc<DockerClient>) -> Services {
+        Services {
+            api_limiter: RateLimiter::new(config.api_requests_per_minute),
+            login_limiter: RateLimiter::new(config.login_attempts_per_minute),
+            config,
+            store,
+            docker,
+            setup_token: Mutex::new(None),
+            key_touches: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+}

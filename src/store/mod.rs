@@ -1,0 +1,210 @@
+//! SQLite storage. Every connection runs in WAL mode with foreign keys and a busy timeout; all access goes
+//! through [`Store`], which runs closures on blocking threads. Writes are serialised through one connection and
+//! run in a transaction that commits on success and rolls back on error.
+
+pub mod api_keys;
+pub mod audit;
+pub mod invitations;
+pub mod members;
+mod migrations;
+pub mod sessions;
+pub mod users;
+pub mod workspaces;
+
+use crate::domain::Timestamp;
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub use migrations::{MIGRATIONS, schema_version};
+
+/// A storage failure. Unique-constraint violations are told apart so callers can answer 409.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("unique constraint failed: {0}")]
+    Unique(String),
+    #[error("sqlite: {0}")]
+    Sqlite(#[source] rusqlite::Error),
+    #[error("stored value is corrupt: {0}")]
+    Corrupt(String),
+    #[error(
+        "database at {path} is at schema version {found}, newer than this Berth knows ({known}); upgrade Berth"
+    )]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("storage worker stopped: {0}")]
+    Worker(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        if let rusqlite::Error::SqliteFailure(f, Some(msg)) = &e {
+            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+            {
+                return StoreError::Unique(
+                    msg.trim_start_matches("UNIQUE constraint failed: ")
+                        .to_owned(),
+                );
+            }
+        }
+        StoreError::Sqlite(e)
+    }
+}
+
+/// A cheap, cloneable handle to the database.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+/// Most idle read connections kept for reuse.
+const MAX_IDLE_READERS: usize = 16;
+
+impl Store {
+    /// Opens (creating if needed) the database file and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let mut writer = open_connection(path)?;
+        migrations::migrate(&mut writer, path)?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                path: path.to_path_buf(),
+                writer: Mutex::new(writer),
+                readers: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Runs `f` on a read connection, on a blocking thread.
+    pub async fn read<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = inner
+                .readers
+                .lock()
+                .map_err(|_| StoreError::Worker("reader pool poisoned".into()))?
+                .pop();
+            let conn = match pooled {
+                Some(c) => c,
+                None => open_connection(&inner.path)?,
+            };
+            let result = f(&conn);
+            if let Ok(mut idle) = inner.readers.lock() {
+                if idle.len() < MAX_IDLE_READERS {
+                    idle.push(conn);
+                }
+            }
+            result
+        })
+        .await
+        .map_err(|e| E::from(StoreError::Worker(e.to_string())))?
+    }
+
+    /// Runs `f` inside an immediate write transaction, on a blocking thread. Commits when `f` returns `Ok`,
+    /// rolls back otherwise. Only one write runs at a time.
+    pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Result<T, E> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = inner
+                .writer
+                .lock()
+                .map_err(|_| StoreError::Worker("writer poisoned".into()))?;
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(StoreError::from)?;
+            let value = f(&tx)?;
+            tx.commit().map_err(StoreError::from)?;
+            Ok(value)
+        })
+        .await
+        .map_err(|e| E::from(StoreError::Worker(e.to_string())))?
+    }
+
+    /// Whether the database answers a trivial query.
+    pub async fn ping(&self) -> bool {
+        self.read(|c| {
+            c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
+                .map_err(StoreError::from)
+        })
+        .await
+        .is_ok()
+    }
+}
+
+fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;",
+    )?;
+    Ok(conn)
+}
+
+/// Reads an RFC 3339 column.
+pub(crate) fn ts(row: &rusqlite::Row<'_>, idx: &str) -> rusqlite::Result<Timestamp> {
+    let s: String = row.get(idx)?;
+    Timestamp::parse(&s).ok_or_else(|| {
+        rusqlite::Error::InvalidColumnType(
+            0,
+            format!("{idx}: bad timestamp {s}"),
+            rusqlite::types::Type::Text,
+        )
+    })
+}
+
+/// Reads a nullable RFC 3339 column.
+pub(crate) fn ts_opt(row: &rusqlite::Row<'_>, idx: &str) -> rusqlite::Result<Option<Timestamp>> {
+    let s: Option<String> = row.get(idx)?;
+    Ok(s.and_then(|s| Timestamp::parse(&s)))
+}
+
+/// Reads a role column.
+pub(crate) fn role(row: &rusqlite::Row<'_>, idx: &str) -> rusqlite::Result<crate::domain::Role> {
+    let s: String = row.get(idx)?;
+    crate::domain::Role::parse(&s).ok_or_else(|| {
+        rusqlite::Error::InvalidColumnType(
+            0,
+            format!("{idx}: bad role {s}"),
+            rusqlite::types::Type::Text,
+        )
+    })
+}

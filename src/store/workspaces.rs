@@ -1,0 +1,84 @@
+//! The `workspaces` table, and workspace lookups through membership.
+
+use super::{StoreError, role, ts};
+use crate::domain::{PageRequest, Paged, Role, Workspace};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<Workspace> {
+    Ok(Workspace {
+        id: row.get("id")?,
+        name: row.get("name")?,
+        slug: row.get("slug")?,
+        namespace: row.get("namespace")?,
+        created_at: ts(row, "created_at")?,
+    })
+}
+
+/// Inserts a workspace; a taken slug is [`StoreError::Unique`] naming `workspaces.slug`.
+pub fn insert(conn: &Connection, ws: &Workspace) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO workspaces (id, name, slug, namespace, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![ws.id, ws.name, ws.slug, ws.namespace, ws.created_at.to_rfc3339()],
+    )?;
+    Ok(())
+}
+
+pub fn by_slug(conn: &Connection, slug: &str) -> Result<Option<Workspace>, StoreError> {
+    Ok(conn
+        .query_row("SELECT * FROM workspaces WHERE slug = ?1", [slug], from_row)
+        .optional()?)
+}
+
+/// The workspace with `slug` and the user's role in it, or `None` when it does not exist or they are no member.
+pub fn for_member(
+    conn: &Connection,
+    user_id: &str,
+    slug: &str,
+) -> Result<Option<(Workspace, Role)>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT w.*, m.role FROM workspaces w JOIN members m ON m.workspace_id = w.id WHERE w.slug = ?1 AND m.user_id = ?2",
+            params![slug, user_id],
+            |r| Ok((from_row(r)?, role(r, "role")?)),
+        )
+        .optional()?)
+}
+
+/// The workspaces a user belongs to, with their role, oldest first. `only` restricts to one workspace id.
+pub fn list_for_member(
+    conn: &Connection,
+    user_id: &str,
+    only: Option<&str>,
+    page: PageRequest,
+) -> Result<Paged<(Workspace, Role)>, StoreError> {
+    let total = conn.query_row(
+        "SELECT COUNT(*) FROM members m WHERE m.user_id = ?1 AND (?2 IS NULL OR m.workspace_id = ?2)",
+        params![user_id, only],
+        |r| r.get(0),
+    )?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT w.*, m.role FROM workspaces w JOIN members m ON m.workspace_id = w.id
+         WHERE m.user_id = ?1 AND (?2 IS NULL OR w.id = ?2) ORDER BY w.created_at, w.id LIMIT ?3 OFFSET ?4",
+    )?;
+    let items = stmt
+        .query_map(params![user_id, only, page.limit, page.offset()], |r| {
+            Ok((from_row(r)?, role(r, "role")?))
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(Paged { items, total })
+}
+
+/// Renames a workspace and/or changes its slug.
+pub fn update(conn: &Connection, id: &str, name: &str, slug: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE workspaces SET name = ?2, slug = ?3 WHERE id = ?1",
+        params![id, name, slug],
+    )?;
+    Ok(())
+}
+
+/// Deletes a workspace; members, invitations and keys go with it (foreign keys cascade).
+pub fn delete(conn: &Connection, id: &str) -> Result<(), StoreError> {
+    conn.execute("DELETE FROM workspaces WHERE id = ?1", [id])?;
+    Ok(())
+}

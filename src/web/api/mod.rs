@@ -1,0 +1,180 @@
+//! The JSON API under `/api`, described by the OpenAPI document it serves at `/api/openapi.json`.
+//! Every route is registered through `utoipa_axum::routes!`, so a route cannot exist without its description.
+
+mod accounts;
+mod api_keys;
+pub mod error;
+pub mod extract;
+mod invitations;
+mod members;
+mod views;
+mod workspaces;
+
+use crate::web::AppState;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use error::{ErrorBody, error_response};
+use serde::Serialize;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+/// The success envelope: `{"success": true, "data": …}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Envelope<T> {
+    /// Always `true`.
+    pub success: bool,
+    pub data: T,
+}
+
+/// 200 with the envelope.
+pub fn ok<T: Serialize>(data: T) -> Response {
+    (
+        StatusCode::OK,
+        Json(Envelope {
+            success: true,
+            data,
+        }),
+    )
+        .into_response()
+}
+
+/// 201 with the envelope.
+pub fn created<T: Serialize>(data: T) -> Response {
+    (
+        StatusCode::CREATED,
+        Json(Envelope {
+            success: true,
+            data,
+        }),
+    )
+        .into_response()
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Berth API", description = "Self-hosted PaaS in one binary. Errors use {success:false, error, code}."),
+    modifiers(&Security),
+    security(("api_key" = []), ("bearer" = []))
+)]
+struct ApiDoc;
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
+        );
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("berth_sk_…")
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(extract::SESSION_COOKIE))),
+        );
+    }
+}
+
+/// The API routes plus `/api/openapi.json`, with the envelope for unknown routes and methods.
+pub fn router(state: AppState) -> Router<AppState> {
+    let (routes, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(accounts::health))
+        .routes(routes!(accounts::setup))
+        .routes(routes!(accounts::login))
+        .routes(routes!(accounts::logout))
+        .routes(routes!(accounts::me))
+        .routes(routes!(
+            workspaces::list_workspaces,
+            workspaces::create_workspace
+        ))
+        .routes(routes!(
+            workspaces::get_workspace,
+            workspaces::update_workspace,
+            workspaces::delete_workspace
+        ))
+        .routes(routes!(members::list_members, members::add_member))
+        .routes(routes!(members::update_member, members::remove_member))
+        .routes(routes!(
+            invitations::list_invitations,
+            invitations::create_invitation
+        ))
+        .routes(routes!(invitations::delete_invitation))
+        .routes(routes!(invitations::accept_invitation))
+        .routes(routes!(api_keys::list_api_keys, api_keys::create_api_key))
+        .routes(routes!(api_keys::revoke_api_key))
+        .routes(routes!(workspaces::list_audit))
+        .split_for_parts();
+    let spec = openapi.to_pretty_json().unwrap_or_else(|_| "{}".into());
+    routes
+        .route(
+            "/api/openapi.json",
+            axum::routing::get(move || async move {
+                ([(header::CONTENT_TYPE, "application/json")], spec)
+            }),
+        )
+        .fallback(route_not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            extract::limit_declared_length,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            state.services.config().max_body_bytes,
+        ))
+}
+
+async fn route_not_found(uri: axum::http::Uri) -> Response {
+    error_response(
+        StatusCode::NOT_FOUND,
+        "route_not_found",
+        format!("no route for {}; see /api/openapi.json", uri.path()),
+    )
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    error_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed on {}", uri.path()),
+    )
+}
+
+/// The error responses most authenticated routes can give, for the OpenAPI document.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+enum CommonErrors {
+    /// Invalid parameters: the message names the field.
+    #[response(status = 400)]
+    BadRequest(#[to_schema] ErrorBody),
+    /// Missing, invalid, expired or revoked credentials.
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// The caller's role lacks the permission.
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
+    /// Not found, or in a workspace the caller is not a member of.
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+    /// Already exists, or the state forbids the action.
+    #[response(status = 409)]
+    Conflict(ErrorBody),
+    /// Body larger than the limit.
+    #[response(status = 413)]
+    TooLarge(ErrorBody),
+    /// Rate limit reached; see Retry-After.
+    #[response(status = 429)]
+    RateLimited(ErrorBody),
+    /// Internal error, with a request id.
+    #[response(status = 500)]
+    Internal(ErrorBody),
+}
