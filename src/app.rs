@@ -50,19 +50,11 @@ pub async fn start(config: Arc<Config>, listeners: Listeners) -> anyhow::Result<
     let db_path = config.database_path();
     let store = tokio::task::spawn_blocking(move || Store::open(&db_path))
         .await?
-        .with_context(|| {
-            format!(
-                "while opening the database in {}",
-                config.data_dir.display()
-            )
-        })?;
+        .with_context(|| format!("while opening the database in {}", config.data_dir.display()))?;
     let docker = Arc::new(DockerClient::new(&config.docker_host));
     let services: SharedServices = Arc::new(Services::new(config.clone(), store, docker));
 
-    let setup_token = services
-        .prepare_setup()
-        .await
-        .context("while preparing first-run setup")?;
+    let setup_token = services.prepare_setup().await.context("while preparing first-run setup")?;
     if let Some(token) = &setup_token {
         tracing::warn!(
             setup_token = %token,
@@ -77,23 +69,13 @@ pub async fn start(config: Arc<Config>, listeners: Listeners) -> anyhow::Result<
     tasks.spawn("session-gc", move |token| tasks::session_gc(s, token));
 
     let api_addr = listeners.api.local_addr()?;
-    let app =
-        crate::web::router(services.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let app = crate::web::router(services.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let stop = cancel.clone();
     let server = tokio::spawn(async move {
-        axum::serve(listeners.api, app)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await
+        axum::serve(listeners.api, app).with_graceful_shutdown(async move { stop.cancelled().await }).await
     });
     tracing::info!(%api_addr, version = env!("CARGO_PKG_VERSION"), data_dir = %config.data_dir.display(), "berth is serving");
-    Ok(AppHandle {
-        api_addr,
-        services,
-        setup_token,
-        cancel,
-        server,
-        tasks,
-    })
+    Ok(AppHandle { api_addr, services, setup_token, cancel, server, tasks })
 }
 
 impl AppHandle {
@@ -110,10 +92,7 @@ impl AppHandle {
             Ok(Err(e)) => return Err(e).context("while joining the server task"),
             Err(_) => {
                 server.abort();
-                tracing::warn!(
-                    "in-flight requests did not finish within {} s; closed them",
-                    DRAIN_DEADLINE.as_secs()
-                );
+                tracing::warn!("in-flight requests did not finish within {} s; closed them", DRAIN_DEADLINE.as_secs());
             }
         }
         if !stuck.is_empty() {

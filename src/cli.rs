@@ -122,9 +122,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve(args) => args.load().and_then(|c| runtime()?.block_on(serve(c))),
-        Command::Healthcheck(args) => args
-            .load()
-            .and_then(|c| runtime()?.block_on(healthcheck(c))),
+        Command::Healthcheck(args) => args.load().and_then(|c| runtime()?.block_on(healthcheck(c))),
         Command::Admin(cmd) => runtime().and_then(|rt| rt.block_on(admin(cmd))),
     };
     match result {
@@ -137,23 +135,16 @@ pub fn run(cli: Cli) -> ExitCode {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("while starting the async runtime")
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("while starting the async runtime")
 }
 
 fn init_logging(format: LogFormat, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
-        LogFormat::Human => builder
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .try_init(),
+        LogFormat::Human => builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).try_init(),
     };
 }
 
@@ -176,23 +167,14 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
 async fn healthcheck(config: Config) -> anyhow::Result<ExitCode> {
     let mut addr = config.listen;
     if addr.ip().is_unspecified() {
-        addr.set_ip(if addr.is_ipv4() {
-            [127, 0, 0, 1].into()
-        } else {
-            std::net::Ipv6Addr::LOCALHOST.into()
-        });
+        addr.set_ip(if addr.is_ipv4() { [127, 0, 0, 1].into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
     }
     let url = format!("http://{addr}/api/health");
-    let client = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(5))
-        .build()?;
+    let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(5)).build()?;
     match client.get(&url).send().await {
         Ok(r) if r.status().is_success() => {
             let body: serde_json::Value = r.json().await.unwrap_or_default();
-            println!(
-                "healthy: {}",
-                body["data"]["status"].as_str().unwrap_or("ok")
-            );
+            println!("healthy: {}", body["data"]["status"].as_str().unwrap_or("ok"));
             Ok(ExitCode::SUCCESS)
         }
         Ok(r) => {
@@ -208,9 +190,7 @@ async fn healthcheck(config: Config) -> anyhow::Result<ExitCode> {
 
 async fn admin(cmd: AdminCommand) -> anyhow::Result<ExitCode> {
     let args = match &cmd {
-        AdminCommand::CreateUser { config, .. } | AdminCommand::CreateKey { config, .. } => {
-            config.clone()
-        }
+        AdminCommand::CreateUser { config, .. } | AdminCommand::CreateKey { config, .. } => config.clone(),
     };
     let config = Arc::new(args.load()?);
     init_logging(config.log_format, "warn");
@@ -219,55 +199,27 @@ async fn admin(cmd: AdminCommand) -> anyhow::Result<ExitCode> {
     let docker = Arc::new(crate::docker::DockerClient::new(&config.docker_host));
     let services = Services::new(config, store, docker);
     match cmd {
-        AdminCommand::CreateUser {
-            email,
-            password,
-            workspace,
-            ..
-        } => {
-            let (user, ws) = services
-                .create_user(&email, &password, workspace.as_deref())
-                .await?;
+        AdminCommand::CreateUser { email, password, workspace, .. } => {
+            let (user, ws) = services.create_user(&email, &password, workspace.as_deref()).await?;
             println!(
                 "created user {} (id {}){}",
                 user.email,
                 user.id,
-                if user.is_instance_admin {
-                    ", instance administrator"
-                } else {
-                    ""
-                }
+                if user.is_instance_admin { ", instance administrator" } else { "" }
             );
             if let Some(ws) = ws {
                 println!("owner of workspace {}", ws.slug);
             }
         }
-        AdminCommand::CreateKey {
-            email,
-            workspace,
-            name,
-            role,
-            expires_in_days,
-            ..
-        } => {
+        AdminCommand::CreateKey { email, workspace, name, role, expires_in_days, .. } => {
             let role = match role.as_deref() {
                 None => None,
-                Some(r) => Some(Role::parse(r).ok_or_else(|| {
-                    anyhow::anyhow!("--role '{r}' must be owner, admin or member")
-                })?),
+                Some(r) => {
+                    Some(Role::parse(r).ok_or_else(|| anyhow::anyhow!("--role '{r}' must be owner, admin or member"))?)
+                }
             };
             let actor = services.cli_actor(&email).await?;
-            let created = services
-                .create_api_key(
-                    &actor,
-                    &workspace,
-                    NewKey {
-                        name,
-                        expires_in_days,
-                        role,
-                    },
-                )
-                .await?;
+            let created = services.create_api_key(&actor, &workspace, NewKey { name, expires_in_days, role }).await?;
             eprintln!(
                 "created API key '{}' ({}, role {}); it is shown only now:",
                 created.api_key.name, created.api_key.id, created.api_key.role

@@ -47,18 +47,11 @@ pub struct Config {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("{key} (from {source_name}): {message}")]
-    Invalid {
-        key: &'static str,
-        source_name: String,
-        message: String,
-    },
+    Invalid { key: &'static str, source_name: String, message: String },
 }
 
 macro_rules! layer {
@@ -158,14 +151,10 @@ impl Config {
             default.exists().then_some(default)
         });
         if let Some(path) = path {
-            let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
-                path: path.clone(),
-                source,
-            })?;
-            let file: Layer = toml::from_str(&text).map_err(|e| ConfigError::Parse {
-                path: path.clone(),
-                message: e.message().to_owned(),
-            })?;
+            let text =
+                std::fs::read_to_string(&path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+            let file: Layer = toml::from_str(&text)
+                .map_err(|e| ConfigError::Parse { path: path.clone(), message: e.message().to_owned() })?;
             merged.merge(file, &path.display().to_string(), &mut sources);
         }
 
@@ -205,19 +194,12 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let invalid = |key: &'static str, message: String| ConfigError::Invalid {
             key,
-            source_name: sources
-                .get(key)
-                .cloned()
-                .unwrap_or_else(|| "defaults".into()),
+            source_name: sources.get(key).cloned().unwrap_or_else(|| "defaults".into()),
             message,
         };
-        let addr = |key: &'static str,
-                    value: Option<String>,
-                    default: &str|
-         -> Result<SocketAddr, ConfigError> {
+        let addr = |key: &'static str, value: Option<String>, default: &str| -> Result<SocketAddr, ConfigError> {
             let v = value.unwrap_or_else(|| default.to_owned());
-            v.parse()
-                .map_err(|_| invalid(key, format!("'{v}' is not an address like 127.0.0.1:7080")))
+            v.parse().map_err(|_| invalid(key, format!("'{v}' is not an address like 127.0.0.1:7080")))
         };
         let listen = addr("listen", l.listen, "127.0.0.1:7080")?;
         let http_listen = addr("http_listen", l.http_listen, "0.0.0.0:80")?;
@@ -229,10 +211,7 @@ impl Config {
         }
 
         let docker_host = l.docker_host.unwrap_or_else(|| default_docker_host(env));
-        if !["unix://", "tcp://", "http://", "https://"]
-            .iter()
-            .any(|p| docker_host.starts_with(p))
-        {
+        if !["unix://", "tcp://", "http://", "https://"].iter().any(|p| docker_host.starts_with(p)) {
             return Err(invalid(
                 "docker_host",
                 format!("'{docker_host}' must start with unix://, tcp://, http:// or https://"),
@@ -240,26 +219,13 @@ impl Config {
         }
 
         let public_url = match l.public_url {
-            Some(u) if u.starts_with("http://") || u.starts_with("https://") => {
-                u.trim_end_matches('/').to_owned()
-            }
+            Some(u) if u.starts_with("http://") || u.starts_with("https://") => u.trim_end_matches('/').to_owned(),
             Some(u) => {
-                return Err(invalid(
-                    "public_url",
-                    format!("'{u}' must start with http:// or https://"),
-                ));
+                return Err(invalid("public_url", format!("'{u}' must start with http:// or https://")));
             }
             None => {
-                let host = if listen.ip().is_unspecified() {
-                    "127.0.0.1".to_owned()
-                } else {
-                    listen.ip().to_string()
-                };
-                let host = if listen.is_ipv6() && !listen.ip().is_unspecified() {
-                    format!("[{host}]")
-                } else {
-                    host
-                };
+                let host = if listen.ip().is_unspecified() { "127.0.0.1".to_owned() } else { listen.ip().to_string() };
+                let host = if listen.is_ipv6() && !listen.ip().is_unspecified() { format!("[{host}]") } else { host };
                 format!("http://{host}:{}", listen.port())
             }
         };
@@ -268,10 +234,7 @@ impl Config {
             "human" => LogFormat::Human,
             "json" => LogFormat::Json,
             other => {
-                return Err(invalid(
-                    "log_format",
-                    format!("'{other}' must be \"human\" or \"json\""),
-                ));
+                return Err(invalid("log_format", format!("'{other}' must be \"human\" or \"json\"")));
             }
         };
 
@@ -279,13 +242,12 @@ impl Config {
         if max_body_bytes < 1024 {
             return Err(invalid("max_body_bytes", "must be at least 1024".into()));
         }
-        let positive =
-            |key: &'static str, v: Option<u32>, default: u32| -> Result<u32, ConfigError> {
-                match v.unwrap_or(default) {
-                    0 => Err(invalid(key, "must be at least 1".into())),
-                    n => Ok(n),
-                }
-            };
+        let positive = |key: &'static str, v: Option<u32>, default: u32| -> Result<u32, ConfigError> {
+            match v.unwrap_or(default) {
+                0 => Err(invalid(key, "must be at least 1".into())),
+                n => Ok(n),
+            }
+        };
 
         Ok(Config {
             data_dir,
@@ -297,11 +259,7 @@ impl Config {
             log_format,
             api_requests_per_minute: l.api_requests_per_minute.unwrap_or(600),
             max_body_bytes,
-            login_attempts_per_minute: positive(
-                "login_attempts_per_minute",
-                l.login_attempts_per_minute,
-                10,
-            )?,
+            login_attempts_per_minute: positive("login_attempts_per_minute", l.login_attempts_per_minute, 10)?,
             invitation_ttl_days: positive("invitation_ttl_days", l.invitation_ttl_days, 7)?,
             session_ttl_hours: positive("session_ttl_hours", l.session_ttl_hours, 168)?,
         })
@@ -310,46 +268,36 @@ impl Config {
 
 /// Reads `BERTH_<KEY>` variables into a layer. Numbers are parsed as numbers, everything else is text.
 fn env_layer(env: &BTreeMap<String, String>) -> Result<Layer, ConfigError> {
-    let mut table = toml::Table::new();
+    let mut merged = Layer::default();
+    let mut sources = BTreeMap::new();
     for key in Layer::KEYS {
         let var = format!("BERTH_{}", key.to_uppercase());
-        if let Some(value) = env.get(&var) {
-            let v = match value.parse::<i64>() {
-                Ok(n) => toml::Value::Integer(n),
-                Err(_) => toml::Value::String(value.clone()),
-            };
-            table.insert((*key).to_owned(), v);
-        }
-    }
-    Layer::deserialize(table).map_err(|e| {
-        let message = e.message().to_owned();
-        let key = Layer::KEYS
-            .iter()
-            .find(|k| message.contains(*k))
-            .copied()
-            .unwrap_or("environment");
-        ConfigError::Invalid {
+        let Some(value) = env.get(&var) else { continue };
+        let v = match value.parse::<i64>() {
+            Ok(n) => toml::Value::Integer(n),
+            Err(_) => toml::Value::String(value.clone()),
+        };
+        let table = toml::Table::from_iter([((*key).to_owned(), v)]);
+        let one = Layer::deserialize(table).map_err(|e| ConfigError::Invalid {
             key,
-            source_name: format!("BERTH_{}", key.to_uppercase()),
-            message,
-        }
-    })
+            source_name: var.clone(),
+            message: format!("'{value}': {}", e.message()),
+        })?;
+        merged.merge(one, "environment", &mut sources);
+    }
+    Ok(merged)
 }
 
 fn default_data_dir() -> PathBuf {
     if nix::unistd::Uid::effective().is_root() {
         PathBuf::from("/var/lib/berth")
     } else {
-        dirs::data_dir()
-            .unwrap_or_else(|| PathBuf::from("."))
-            .join("berth")
+        dirs::data_dir().unwrap_or_else(|| PathBuf::from(".")).join("berth")
     }
 }
 
 fn default_docker_host(env: &BTreeMap<String, String>) -> String {
-    env.get("DOCKER_HOST")
-        .cloned()
-        .unwrap_or_else(|| "unix:///var/run/docker.sock".into())
+    env.get("DOCKER_HOST").cloned().unwrap_or_else(|| "unix:///var/run/docker.sock".into())
 }
 
 #[cfg(test)]
@@ -357,10 +305,7 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
     }
 
     #[test]
@@ -377,21 +322,12 @@ mod tests {
     fn layers_apply_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("berth.toml");
-        std::fs::write(
-            &file,
-            "listen = \"127.0.0.1:1000\"\napi_requests_per_minute = 5\nlog_format = \"json\"\n",
-        )
-        .unwrap();
-        let flags = Layer {
-            listen: Some("127.0.0.1:3000".into()),
-            ..Layer::default()
-        };
+        std::fs::write(&file, "listen = \"127.0.0.1:1000\"\napi_requests_per_minute = 5\nlog_format = \"json\"\n")
+            .unwrap();
+        let flags = Layer { listen: Some("127.0.0.1:3000".into()), ..Layer::default() };
         let c = Config::load(
             Some(&file),
-            &env(&[
-                ("BERTH_LISTEN", "127.0.0.1:2000"),
-                ("BERTH_API_REQUESTS_PER_MINUTE", "7"),
-            ]),
+            &env(&[("BERTH_LISTEN", "127.0.0.1:2000"), ("BERTH_API_REQUESTS_PER_MINUTE", "7")]),
             flags,
         )
         .unwrap();
@@ -399,12 +335,7 @@ mod tests {
         assert_eq!(c.api_requests_per_minute, 7);
         assert_eq!(c.log_format, LogFormat::Json);
         assert_eq!(c.docker_host, "unix:///var/run/docker.sock");
-        let c = Config::load(
-            Some(&file),
-            &env(&[("DOCKER_HOST", "tcp://10.0.0.1:2375")]),
-            Layer::default(),
-        )
-        .unwrap();
+        let c = Config::load(Some(&file), &env(&[("DOCKER_HOST", "tcp://10.0.0.1:2375")]), Layer::default()).unwrap();
         assert_eq!(c.listen.port(), 1000);
         assert_eq!(c.docker_host, "tcp://10.0.0.1:2375");
     }
@@ -414,32 +345,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("berth.toml");
         std::fs::write(&file, "listen = \"nowhere\"\n").unwrap();
-        let e = Config::load(Some(&file), &BTreeMap::new(), Layer::default())
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("listen") && e.contains("berth.toml") && e.contains("nowhere"),
-            "{e}"
-        );
+        let e = Config::load(Some(&file), &BTreeMap::new(), Layer::default()).unwrap_err().to_string();
+        assert!(e.contains("listen") && e.contains("berth.toml") && e.contains("nowhere"), "{e}");
 
         std::fs::write(&file, "lisen = \"127.0.0.1:1\"\n").unwrap();
-        let e = Config::load(Some(&file), &BTreeMap::new(), Layer::default())
-            .unwrap_err()
-            .to_string();
+        let e = Config::load(Some(&file), &BTreeMap::new(), Layer::default()).unwrap_err().to_string();
         assert!(e.contains("lisen"), "{e}");
 
-        let e = Config::load(
-            None,
-            &env(&[("BERTH_MAX_BODY_BYTES", "lots")]),
-            Layer::default(),
-        )
-        .unwrap_err()
-        .to_string();
+        let e =
+            Config::load(None, &env(&[("BERTH_MAX_BODY_BYTES", "lots")]), Layer::default()).unwrap_err().to_string();
         assert!(e.contains("BERTH_MAX_BODY_BYTES"), "{e}");
 
-        let e = Config::load(None, &env(&[("BERTH_LOG_FORMAT", "xml")]), Layer::default())
-            .unwrap_err()
-            .to_string();
+        let e = Config::load(None, &env(&[("BERTH_LOG_FORMAT", "xml")]), Layer::default()).unwrap_err().to_string();
         assert!(e.contains("log_format (from environment)"), "{e}");
 
         let missing = dir.path().join("missing.toml");

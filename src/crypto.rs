@@ -27,20 +27,13 @@ pub fn random_token() -> Result<String, RandomError> {
 
 /// A new API key: `berth_sk_` + 40 lowercase hex digits (160 random bits).
 pub fn new_api_key() -> Result<String, RandomError> {
-    Ok(format!(
-        "{API_KEY_PREFIX}{}",
-        hex::encode(random_bytes::<20>()?)
-    ))
+    Ok(format!("{API_KEY_PREFIX}{}", hex::encode(random_bytes::<20>()?)))
 }
 
 /// Whether `s` has the shape of an API key. Cheap, so malformed keys are refused before any lookup.
 pub fn looks_like_api_key(s: &str) -> bool {
-    s.strip_prefix(API_KEY_PREFIX).is_some_and(|hex| {
-        hex.len() == 40
-            && hex
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    })
+    s.strip_prefix(API_KEY_PREFIX)
+        .is_some_and(|hex| hex.len() == 40 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
 }
 
 /// The part of a key that may be shown again: `berth_sk_` and 4 hex digits.
@@ -75,15 +68,12 @@ pub fn hash_password(password: &str) -> Result<String, HashError> {
 
 /// Whether `password` matches a stored argon2 hash. A malformed stored hash never matches.
 pub fn verify_password(password: &str, stored: &str) -> bool {
-    PasswordHash::new(stored).is_ok_and(|h| {
-        Argon2::default()
-            .verify_password(password.as_bytes(), &h)
-            .is_ok()
-    })
+    PasswordHash::new(stored).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
 }
 
 /// A hash that matches no password, verified against when the user does not exist so timing does not tell.
-pub const DUMMY_PASSWORD_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$2Iu0WkZ2Kqg2EMzmi3A3KRzv0Y0eMNg3OK0a4YmD9Rk";
+pub const DUMMY_PASSWORD_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$2Iu0WkZ2Kqg2EMzmi3A3KRzv0Y0eMNg3OK0a4YmD9Rk";
 
 #[cfg(test)]
 mod tests {
@@ -96,9 +86,7 @@ mod tests {
         assert_eq!(key.len(), API_KEY_PREFIX.len() + 40);
         assert_eq!(api_key_prefix(&key).len(), API_KEY_PREFIX.len() + 4);
         assert_ne!(key, new_api_key().unwrap());
-        assert!(!looks_like_api_key(
-            "berth_sk_ABCDEF0123456789abcdef0123456789abcdef01"
-        ));
+        assert!(!looks_like_api_key("berth_sk_ABCDEF0123456789abcdef0123456789abcdef01"));
         assert!(!looks_like_api_key("berth_sk_abc"));
     }
 

@@ -35,10 +35,7 @@ const REQUEST_TIMEOUT_SECS: u64 = 120;
 impl DockerClient {
     /// A client for `host` (`unix:///…`, `tcp://…`, `http://…`). Does not connect yet.
     pub fn new(host: &str) -> DockerClient {
-        DockerClient {
-            host: host.to_owned(),
-            conn: Mutex::new(None),
-        }
+        DockerClient { host: host.to_owned(), conn: Mutex::new(None) }
     }
 
     /// The configured engine address.
@@ -51,10 +48,8 @@ impl DockerClient {
         if let Some(d) = guard.as_ref() {
             return Ok(d.clone());
         }
-        let unreachable = |e: bollard::errors::Error| DockerError::Unreachable {
-            host: self.host.clone(),
-            message: e.to_string(),
-        };
+        let unreachable =
+            |e: bollard::errors::Error| DockerError::Unreachable { host: self.host.clone(), message: e.to_string() };
         let docker = if self.host.starts_with("unix://") {
             Docker::connect_with_unix(&self.host, REQUEST_TIMEOUT_SECS, API_DEFAULT_VERSION)
         } else {

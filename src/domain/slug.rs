@@ -11,10 +11,7 @@ impl Slug {
         if s.is_empty() || s.len() > 40 {
             return Err(format!("must be 1 to 40 characters long (got {})", s.len()));
         }
-        if !s
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        {
+        if !s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
             return Err("may contain only lowercase letters, digits and '-'".into());
         }
         if s.starts_with('-') || s.ends_with('-') {
@@ -69,22 +66,11 @@ mod tests {
 
     #[test]
     fn derives_slugs_from_names() {
-        assert_eq!(
-            derive_slug("My Workspace").map(|s| s.0),
-            Some("my-workspace".into())
-        );
-        assert_eq!(
-            derive_slug("  Hello,  World!! ").map(|s| s.0),
-            Some("hello-world".into())
-        );
-        assert_eq!(
-            derive_slug("Ünïcode Team").map(|s| s.0),
-            Some("n-code-team".into())
-        );
+        assert_eq!(derive_slug("My Workspace").map(|s| s.0), Some("my-workspace".into()));
+        assert_eq!(derive_slug("  Hello,  World!! ").map(|s| s.0), Some("hello-world".into()));
+        assert_eq!(derive_slug("Ünïcode Team").map(|s| s.0), Some("n-code-team".into()));
         assert_eq!(derive_slug("!!!"), None);
-        let long = derive_slug(&"ab ".repeat(30))
-            .map(|s| s.0)
-            .unwrap_or_default();
+        let long = derive_slug(&"ab ".repeat(30)).map(|s| s.0).unwrap_or_default();
         assert!(long.len() <= 40 && !long.ends_with('-'));
     }
 }

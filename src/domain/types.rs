@@ -18,9 +18,7 @@ impl Timestamp {
 
     /// Parses the stored text form.
     pub fn parse(s: &str) -> Option<Timestamp> {
-        DateTime::parse_from_rfc3339(s)
-            .ok()
-            .map(|t| Timestamp(t.with_timezone(&Utc)))
+        DateTime::parse_from_rfc3339(s).ok().map(|t| Timestamp(t.with_timezone(&Utc)))
     }
 
     pub fn plus_days(self, days: i64) -> Timestamp {

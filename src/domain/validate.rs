@@ -7,10 +7,7 @@ pub struct Invalid {
 
 impl Invalid {
     pub fn new(field: &'static str, message: impl Into<String>) -> Self {
-        Invalid {
-            field,
-            message: message.into(),
-        }
+        Invalid { field, message: message.into() }
     }
 }
 
@@ -32,14 +29,7 @@ pub fn validate_email(field: &'static str, email: &str) -> Result<String, Invali
                 && !domain.ends_with('.')
                 && !domain.contains('@')
         });
-    if ok {
-        Ok(email.to_owned())
-    } else {
-        Err(Invalid::new(
-            field,
-            format!("'{email}' is not a valid email address"),
-        ))
-    }
+    if ok { Ok(email.to_owned()) } else { Err(Invalid::new(field, format!("'{email}' is not a valid email address"))) }
 }
 
 /// Passwords: 8 to 1024 characters.
@@ -76,13 +66,8 @@ mod tests {
     #[test]
     fn emails() {
         assert!(validate_email("email", "a@b.co").is_ok());
-        assert_eq!(
-            validate_email("email", " a@b.co ").ok().as_deref(),
-            Some("a@b.co")
-        );
-        for bad in [
-            "", "a", "a@b", "@b.co", "a b@c.de", "a@.co", "a@b.co.", "a@b@c.de",
-        ] {
+        assert_eq!(validate_email("email", " a@b.co ").ok().as_deref(), Some("a@b.co"));
+        for bad in ["", "a", "a@b", "@b.co", "a b@c.de", "a@.co", "a@b.co.", "a@b@c.de"] {
             assert!(validate_email("email", bad).is_err(), "{bad}");
         }
     }
@@ -92,10 +77,7 @@ mod tests {
         assert!(validate_password("password", "short").is_err());
         assert!(validate_password("password", "long enough").is_ok());
         assert!(validate_name("name", "  ").is_err());
-        assert_eq!(
-            validate_name("name", " Acme ").ok().as_deref(),
-            Some("Acme")
-        );
+        assert_eq!(validate_name("name", " Acme ").ok().as_deref(), Some("Acme"));
         assert!(validate_name("name", "a\u{0}b").is_err());
     }
 }

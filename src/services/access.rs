@@ -11,12 +11,7 @@ pub enum Via {
     /// A dashboard/API session cookie; mutating requests must carry this CSRF token.
     Session { csrf_token: String },
     /// An API key, scoped to one workspace with a role no higher than its creator's current role.
-    ApiKey {
-        key_id: String,
-        key_prefix: String,
-        workspace: Workspace,
-        role: Role,
-    },
+    ApiKey { key_id: String, key_prefix: String, workspace: Workspace, role: Role },
     /// The `berth admin` command line, working on the data dir directly.
     Cli,
 }
@@ -95,30 +90,19 @@ impl Actor {
 
 /// Resolves `slug` for `actor` on an open connection: `NotFound` for a workspace that does not exist, that the
 /// caller is no member of, or that the caller's API key is not scoped to: all three look the same from outside.
-pub(crate) fn resolve(
-    conn: &Connection,
-    actor: &Actor,
-    slug: &str,
-) -> Result<Access, ServiceError> {
+pub(crate) fn resolve(conn: &Connection, actor: &Actor, slug: &str) -> Result<Access, ServiceError> {
     let not_found = || ServiceError::NotFound(format!("workspace '{slug}' not found"));
     match &actor.via {
-        Via::ApiKey {
-            workspace, role, ..
-        } => {
+        Via::ApiKey { workspace, role, .. } => {
             if workspace.slug != slug {
                 return Err(not_found());
             }
             // Re-read so a renamed or re-roled workspace is seen as it is now.
-            let (ws, member_role) =
-                store::workspaces::for_member(conn, &actor.user.id, slug)?.ok_or_else(not_found)?;
-            Ok(Access {
-                workspace: ws,
-                role: member_role.min(*role),
-            })
+            let (ws, member_role) = store::workspaces::for_member(conn, &actor.user.id, slug)?.ok_or_else(not_found)?;
+            Ok(Access { workspace: ws, role: member_role.min(*role) })
         }
         _ => {
-            let (workspace, role) =
-                store::workspaces::for_member(conn, &actor.user.id, slug)?.ok_or_else(not_found)?;
+            let (workspace, role) = store::workspaces::for_member(conn, &actor.user.id, slug)?.ok_or_else(not_found)?;
             Ok(Access { workspace, role })
         }
     }

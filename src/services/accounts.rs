@@ -4,9 +4,7 @@ use super::access::{Actor, Via};
 use super::workspaces::insert_workspace;
 use super::{ServiceError, Services};
 use crate::crypto;
-use crate::domain::{
-    Role, Timestamp, User, Workspace, new_id, now, validate_email, validate_name, validate_password,
-};
+use crate::domain::{Role, Timestamp, User, Workspace, new_id, now, validate_email, validate_name, validate_password};
 use crate::store::{self, api_keys::KeyRecord};
 use std::time::{Duration, Instant};
 
@@ -34,7 +32,7 @@ const TOUCH_EVERY: Duration = Duration::from_secs(60);
 impl Services {
     /// At startup: when no user exists, makes a one-time setup token and returns it (for the log).
     pub async fn prepare_setup(&self) -> Result<Option<String>, ServiceError> {
-        let users = self.store.read(|c| store::users::count(c)).await?;
+        let users = self.store.read(store::users::count).await?;
         if users > 0 {
             return Ok(None);
         }
@@ -56,9 +54,7 @@ impl Services {
         ip: Option<String>,
     ) -> Result<SetupResult, ServiceError> {
         let expected = self.setup_token.lock().ok().and_then(|s| s.clone());
-        let valid = expected
-            .as_deref()
-            .is_some_and(|d| crypto::digests_equal(d, &crypto::digest(token)));
+        let valid = expected.as_deref().is_some_and(|d| crypto::digests_equal(d, &crypto::digest(token)));
         if !valid {
             return Err(ServiceError::unauthorized(
                 "invalid_setup_token",
@@ -89,41 +85,20 @@ impl Services {
                     ));
                 }
                 store::users::insert(tx, &u, &hash)?;
-                let actor = Actor {
-                    user: u.clone(),
-                    via: Via::Cli,
-                    ip,
-                };
+                let actor = Actor { user: u.clone(), via: Via::Cli, ip };
                 let ws = insert_workspace(tx, &actor, &workspace_name, None)?;
-                let mut entry = actor.audit(
-                    Some(&ws.id),
-                    "setup.complete",
-                    u.email.clone(),
-                    serde_json::json!({}),
-                );
+                let mut entry = actor.audit(Some(&ws.id), "setup.complete", u.email.clone(), serde_json::json!({}));
                 entry.actor_kind = "setup";
                 store::audit::insert(tx, &entry)?;
                 let t = now();
-                store::sessions::insert(
-                    tx,
-                    &crypto::digest(&st),
-                    &u.id,
-                    &ct,
-                    t,
-                    t.plus_hours(ttl),
-                )?;
+                store::sessions::insert(tx, &crypto::digest(&st), &u.id, &ct, t, t.plus_hours(ttl))?;
                 Ok(ws)
             })
             .await?;
         if let Ok(mut slot) = self.setup_token.lock() {
             *slot = None;
         }
-        Ok(SetupResult {
-            user,
-            workspace,
-            session_token,
-            csrf_token,
-        })
+        Ok(SetupResult { user, workspace, session_token, csrf_token })
     }
 
     /// `berth admin create-user`: creates a user, optionally adding them as owner of a workspace (created when
@@ -155,19 +130,10 @@ impl Services {
                     created_at: now(),
                 };
                 store::users::insert(tx, &user, &hash)?;
-                let actor = Actor {
-                    user: user.clone(),
-                    via: Via::Cli,
-                    ip: None,
-                };
+                let actor = Actor { user: user.clone(), via: Via::Cli, ip: None };
                 store::audit::insert(
                     tx,
-                    &actor.audit(
-                        None,
-                        "user.create",
-                        email.clone(),
-                        serde_json::json!({"instance_admin": first}),
-                    ),
+                    &actor.audit(None, "user.create", email.clone(), serde_json::json!({"instance_admin": first})),
                 )?;
                 let ws = match slug {
                     None => None,
@@ -195,12 +161,7 @@ impl Services {
 
     /// `POST /auth/login`: checks the password (argon2id) and opens a session. Failed attempts per email are
     /// rate limited; an unknown email takes as long as a wrong password.
-    pub async fn login(
-        &self,
-        email: &str,
-        password: &str,
-        ip: Option<String>,
-    ) -> Result<LoginResult, ServiceError> {
+    pub async fn login(&self, email: &str, password: &str, ip: Option<String>) -> Result<LoginResult, ServiceError> {
         let email = email.trim().to_lowercase();
         if let Err(retry_after) = self.login_limiter.check_only(&email) {
             return Err(ServiceError::RateLimited {
@@ -209,26 +170,17 @@ impl Services {
             });
         }
         let e = email.clone();
-        let found = self
-            .store
-            .read(move |c| store::users::credentials(c, &e))
-            .await?;
+        let found = self.store.read(move |c| store::users::credentials(c, &e)).await?;
         let (stored, password) = (found.as_ref().map(|(_, h)| h.clone()), password.to_owned());
         let ok = tokio::task::spawn_blocking(move || {
-            crypto::verify_password(
-                &password,
-                stored.as_deref().unwrap_or(crypto::DUMMY_PASSWORD_HASH),
-            )
+            crypto::verify_password(&password, stored.as_deref().unwrap_or(crypto::DUMMY_PASSWORD_HASH))
         })
         .await?;
         let user = match (ok, found) {
             (true, Some((user, _))) => user,
             _ => {
                 let _ = self.login_limiter.hit(&email);
-                return Err(ServiceError::unauthorized(
-                    "invalid_credentials",
-                    "email or password is wrong",
-                ));
+                return Err(ServiceError::unauthorized("invalid_credentials", "email or password is wrong"));
             }
         };
         self.login_limiter.reset(&email);
@@ -239,34 +191,18 @@ impl Services {
         self.store
             .write(move |tx| {
                 store::sessions::insert(tx, &crypto::digest(&st), &u.id, &ct, t, expires_at)?;
-                let actor = Actor {
-                    user: u.clone(),
-                    via: Via::Session {
-                        csrf_token: ct.clone(),
-                    },
-                    ip,
-                };
-                store::audit::insert(
-                    tx,
-                    &actor.audit(None, "auth.login", u.email.clone(), serde_json::json!({})),
-                )?;
+                let actor = Actor { user: u.clone(), via: Via::Session { csrf_token: ct.clone() }, ip };
+                store::audit::insert(tx, &actor.audit(None, "auth.login", u.email.clone(), serde_json::json!({})))?;
                 Ok::<_, ServiceError>(())
             })
             .await?;
-        Ok(LoginResult {
-            user,
-            session_token,
-            csrf_token,
-            expires_at,
-        })
+        Ok(LoginResult { user, session_token, csrf_token, expires_at })
     }
 
     /// `POST /auth/logout`: ends the session the cookie names.
     pub async fn logout(&self, session_token: &str) -> Result<(), ServiceError> {
         let hash = crypto::digest(session_token);
-        self.store
-            .write(move |tx| store::sessions::delete(tx, &hash).map_err(ServiceError::from))
-            .await
+        self.store.write(move |tx| store::sessions::delete(tx, &hash).map_err(ServiceError::from)).await
     }
 
     /// Resolves a session cookie into an actor; `None` for unknown or expired sessions.
@@ -276,24 +212,13 @@ impl Services {
         ip: Option<String>,
     ) -> Result<Option<Actor>, ServiceError> {
         let hash = crypto::digest(session_token);
-        let found = self
-            .store
-            .read(move |c| store::sessions::by_hash(c, &hash, now()))
-            .await?;
-        Ok(found.map(|(user, csrf_token)| Actor {
-            user,
-            via: Via::Session { csrf_token },
-            ip,
-        }))
+        let found = self.store.read(move |c| store::sessions::by_hash(c, &hash, now())).await?;
+        Ok(found.map(|(user, csrf_token)| Actor { user, via: Via::Session { csrf_token }, ip }))
     }
 
     /// Resolves an API key into an actor. Unknown, malformed, expired or revoked keys and keys whose creator left
     /// the workspace are refused at once with a message saying which. Applies the per-key rate limit.
-    pub async fn authenticate_key(
-        &self,
-        key: &str,
-        ip: Option<String>,
-    ) -> Result<Actor, ServiceError> {
+    pub async fn authenticate_key(&self, key: &str, ip: Option<String>) -> Result<Actor, ServiceError> {
         if !crypto::looks_like_api_key(key) {
             return Err(ServiceError::unauthorized(
                 "invalid_api_key",
@@ -302,31 +227,19 @@ impl Services {
         }
         let hash = crypto::digest(key);
         let h = hash.clone();
-        let record: Option<KeyRecord> = self
-            .store
-            .read(move |c| store::api_keys::by_hash(c, &h))
-            .await?;
+        let record: Option<KeyRecord> = self.store.read(move |c| store::api_keys::by_hash(c, &h)).await?;
         let record = record
             .filter(|r| crypto::digests_equal(&r.key_hash, &hash))
             .ok_or_else(|| ServiceError::unauthorized("invalid_api_key", "API key is not valid"))?;
         if record.revoked {
-            return Err(ServiceError::unauthorized(
-                "api_key_revoked",
-                "API key was revoked",
-            ));
+            return Err(ServiceError::unauthorized("api_key_revoked", "API key was revoked"));
         }
         let t = now();
         if record.expires_at.is_some_and(|e| e <= t) {
-            return Err(ServiceError::unauthorized(
-                "api_key_expired",
-                "API key has expired; create a new one",
-            ));
+            return Err(ServiceError::unauthorized("api_key_expired", "API key has expired; create a new one"));
         }
         let member_role = record.member_role.ok_or_else(|| {
-            ServiceError::unauthorized(
-                "api_key_revoked",
-                "API key's creator is no longer a member of its workspace",
-            )
+            ServiceError::unauthorized("api_key_revoked", "API key's creator is no longer a member of its workspace")
         })?;
         if let Err(retry_after) = self.api_limiter.hit(&record.key_id) {
             return Err(ServiceError::RateLimited {
@@ -355,9 +268,7 @@ impl Services {
         let due = match self.key_touches.lock() {
             Ok(mut m) => {
                 let now = Instant::now();
-                let due = m
-                    .get(key_id)
-                    .is_none_or(|last| now.duration_since(*last) >= TOUCH_EVERY);
+                let due = m.get(key_id).is_none_or(|last| now.duration_since(*last) >= TOUCH_EVERY);
                 if due {
                     m.insert(key_id.to_owned(), now);
                 }
@@ -368,10 +279,7 @@ impl Services {
         if due {
             let (store, id) = (self.store.clone(), key_id.to_owned());
             tokio::spawn(async move {
-                if let Err(e) = store
-                    .write(move |tx| store::api_keys::touch(tx, &id, t))
-                    .await
-                {
+                if let Err(e) = store.write(move |tx| store::api_keys::touch(tx, &id, t)).await {
                     tracing::warn!(error = %e, "could not record API key use");
                 }
             });
@@ -380,10 +288,7 @@ impl Services {
 
     /// `GET /auth/me`: the caller and their memberships (for a key: only its workspace).
     pub async fn me(&self, actor: &Actor) -> Result<Vec<(Workspace, Role)>, ServiceError> {
-        let page = crate::domain::PageRequest {
-            page: 1,
-            limit: u32::MAX,
-        };
+        let page = crate::domain::PageRequest { page: 1, limit: u32::MAX };
         self.list_workspaces(actor, page).await.map(|p| p.items)
     }
 }
@@ -395,8 +300,6 @@ async fn hash_password_blocking(password: String) -> Result<String, ServiceError
 impl Services {
     /// Removes expired sessions; returns how many.
     pub async fn delete_expired_sessions(&self) -> Result<usize, ServiceError> {
-        self.store
-            .write(|tx| store::sessions::delete_expired(tx, now()).map_err(ServiceError::from))
-            .await
+        self.store.write(|tx| store::sessions::delete_expired(tx, now()).map_err(ServiceError::from)).await
     }
 }

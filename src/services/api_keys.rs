@@ -46,22 +46,15 @@ impl Services {
 
     /// `POST /workspaces/:ws/api-keys` (admin; the CLI acts as the named user): the key's role is at most the
     /// creator's.
-    pub async fn create_api_key(
-        &self,
-        actor: &Actor,
-        slug: &str,
-        new: NewKey,
-    ) -> Result<CreatedApiKey, ServiceError> {
+    pub async fn create_api_key(&self, actor: &Actor, slug: &str, new: NewKey) -> Result<CreatedApiKey, ServiceError> {
         let name = validate_name("name", &new.name)?;
-        if let Some(d) = new.expires_in_days {
-            if d == 0 || d > MAX_DAYS {
-                return Err(ServiceError::invalid(
-                    "expires_in_days",
-                    format!(
-                        "must be between 1 and {MAX_DAYS} (omit it for a key that never expires)"
-                    ),
-                ));
-            }
+        if let Some(d) = new.expires_in_days
+            && (d == 0 || d > MAX_DAYS)
+        {
+            return Err(ServiceError::invalid(
+                "expires_in_days",
+                format!("must be between 1 and {MAX_DAYS} (omit it for a key that never expires)"),
+            ));
         }
         let key = crypto::new_api_key()?;
         let (actor, slug, k) = (actor.clone(), slug.to_owned(), key.clone());
@@ -78,8 +71,7 @@ impl Services {
                     )));
                 }
                 let t = now();
-                let expires_at: Option<Timestamp> =
-                    new.expires_in_days.map(|d| t.plus_days(i64::from(d)));
+                let expires_at: Option<Timestamp> = new.expires_in_days.map(|d| t.plus_days(i64::from(d)));
                 let id = new_id();
                 let prefix = crypto::api_key_prefix(&k);
                 let ws = &access.workspace;
@@ -122,12 +114,7 @@ impl Services {
     }
 
     /// `DELETE /workspaces/:ws/api-keys/:id` (admin): the key stops working with the next request.
-    pub async fn revoke_api_key(
-        &self,
-        actor: &Actor,
-        slug: &str,
-        id: &str,
-    ) -> Result<(), ServiceError> {
+    pub async fn revoke_api_key(&self, actor: &Actor, slug: &str, id: &str) -> Result<(), ServiceError> {
         let (actor, slug, id) = (actor.clone(), slug.to_owned(), id.to_owned());
         self.store
             .write(move |tx| {
@@ -139,12 +126,7 @@ impl Services {
                 }
                 store::audit::insert(
                     tx,
-                    &actor.audit(
-                        Some(&ws.id),
-                        "api_key.revoke",
-                        id.clone(),
-                        serde_json::json!({}),
-                    ),
+                    &actor.audit(Some(&ws.id), "api_key.revoke", id.clone(), serde_json::json!({})),
                 )?;
                 Ok(())
             })
@@ -154,16 +136,8 @@ impl Services {
     /// The CLI's actor for `email` (`berth admin create-key`).
     pub async fn cli_actor(&self, email: &str) -> Result<Actor, ServiceError> {
         let e = email.to_owned();
-        let user = self
-            .store
-            .read(move |c| store::users::by_email(c, &e))
-            .await?;
-        let user =
-            user.ok_or_else(|| ServiceError::NotFound(format!("no user with email '{email}'")))?;
-        Ok(Actor {
-            user,
-            via: super::Via::Cli,
-            ip: None,
-        })
+        let user = self.store.read(move |c| store::users::by_email(c, &e)).await?;
+        let user = user.ok_or_else(|| ServiceError::NotFound(format!("no user with email '{email}'")))?;
+        Ok(Actor { user, via: super::Via::Cli, ip: None })
     }
 }

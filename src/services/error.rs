@@ -26,6 +26,9 @@ pub enum ServiceError {
     /// 410: existed once but can no longer be used (expired or used invitation).
     #[error("{message}")]
     Gone { code: &'static str, message: String },
+    /// 413: the request body is over the limit.
+    #[error("{0}")]
+    TooLarge(String),
     /// 429: too many requests; retry after this many seconds.
     #[error("rate limit exceeded; retry in {retry_after} s")]
     RateLimited { retry_after: u64, message: String },
@@ -39,42 +42,28 @@ pub enum ServiceError {
 
 impl ServiceError {
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        ServiceError::Invalid {
-            field: field.into(),
-            message: message.into(),
-        }
+        ServiceError::Invalid { field: field.into(), message: message.into() }
     }
 
     pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
-        ServiceError::Conflict {
-            code,
-            message: message.into(),
-        }
+        ServiceError::Conflict { code, message: message.into() }
     }
 
     pub fn unauthorized(code: &'static str, message: impl Into<String>) -> Self {
-        ServiceError::Unauthorized {
-            code,
-            message: message.into(),
-        }
+        ServiceError::Unauthorized { code, message: message.into() }
     }
 }
 
 impl From<Invalid> for ServiceError {
     fn from(e: Invalid) -> Self {
-        ServiceError::Invalid {
-            field: e.field.into(),
-            message: e.message,
-        }
+        ServiceError::Invalid { field: e.field.into(), message: e.message }
     }
 }
 
 impl From<StoreError> for ServiceError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Unique(what) => {
-                ServiceError::conflict("conflict", format!("already exists ({what})"))
-            }
+            StoreError::Unique(what) => ServiceError::conflict("conflict", format!("already exists ({what})")),
             other => ServiceError::Internal(other.to_string()),
         }
     }

@@ -21,8 +21,7 @@ pub struct Health {
 
 impl Services {
     pub async fn health(&self) -> Health {
-        let (database, docker) =
-            tokio::join!(self.store.ping(), self.docker.info(Duration::from_secs(2)));
+        let (database, docker) = tokio::join!(self.store.ping(), self.docker.info(Duration::from_secs(2)));
         let docker = match docker {
             Ok(info) => DockerHealth {
                 reachable: true,
@@ -30,12 +29,7 @@ impl Services {
                 api_version: Some(info.api_version),
                 error: None,
             },
-            Err(e) => DockerHealth {
-                reachable: false,
-                version: None,
-                api_version: None,
-                error: Some(e.to_string()),
-            },
+            Err(e) => DockerHealth { reachable: false, version: None, api_version: None, error: Some(e.to_string()) },
         };
         Health { database, docker }
     }

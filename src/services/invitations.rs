@@ -5,8 +5,7 @@ use super::access::{Actor, Via, resolve};
 use super::{ServiceError, Services};
 use crate::crypto;
 use crate::domain::{
-    Invitation, PageRequest, Paged, Role, User, Workspace, new_id, now, validate_email,
-    validate_password,
+    Invitation, PageRequest, Paged, Role, User, Workspace, new_id, now, validate_email, validate_password,
 };
 use crate::store::{self, invitations::NewInvitation};
 
@@ -40,12 +39,7 @@ impl Services {
             .read(move |c| {
                 let access = resolve(c, &actor, &slug)?;
                 access.require(Role::Admin, "listing invitations")?;
-                Ok(store::invitations::list(
-                    c,
-                    &access.workspace.id,
-                    page,
-                    now(),
-                )?)
+                Ok(store::invitations::list(c, &access.workspace.id, page, now())?)
             })
             .await
     }
@@ -75,21 +69,19 @@ impl Services {
                     )));
                 }
                 let ws = &access.workspace;
-                if let Some(user) = store::users::by_email(tx, &email)? {
-                    if store::members::get(tx, &ws.id, &user.id)?.is_some() {
-                        return Err(ServiceError::conflict(
-                            "already_member",
-                            format!("{email} is already a member of this workspace"),
-                        ));
-                    }
+                if let Some(user) = store::users::by_email(tx, &email)?
+                    && store::members::get(tx, &ws.id, &user.id)?.is_some()
+                {
+                    return Err(ServiceError::conflict(
+                        "already_member",
+                        format!("{email} is already a member of this workspace"),
+                    ));
                 }
                 let created = now();
                 if store::invitations::pending_for_email(tx, &ws.id, &email, created)? {
                     return Err(ServiceError::conflict(
                         "already_invited",
-                        format!(
-                            "{email} already has a pending invitation; delete it to send a new one"
-                        ),
+                        format!("{email} already has a pending invitation; delete it to send a new one"),
                     ));
                 }
                 let id = new_id();
@@ -129,38 +121,22 @@ impl Services {
             })
             .await?;
         let accept_url = format!("{}/invitations/{token}", self.config.public_url);
-        Ok(CreatedInvitation {
-            invitation,
-            token,
-            accept_url,
-        })
+        Ok(CreatedInvitation { invitation, token, accept_url })
     }
 
     /// `DELETE /workspaces/:ws/invitations/:id` (admin).
-    pub async fn delete_invitation(
-        &self,
-        actor: &Actor,
-        slug: &str,
-        id: &str,
-    ) -> Result<(), ServiceError> {
+    pub async fn delete_invitation(&self, actor: &Actor, slug: &str, id: &str) -> Result<(), ServiceError> {
         let (actor, slug, id) = (actor.clone(), slug.to_owned(), id.to_owned());
         self.store
             .write(move |tx| {
                 let access = resolve(tx, &actor, &slug)?;
                 access.require(Role::Admin, "deleting invitations")?;
                 if !store::invitations::delete(tx, &access.workspace.id, &id)? {
-                    return Err(ServiceError::NotFound(format!(
-                        "invitation '{id}' not found"
-                    )));
+                    return Err(ServiceError::NotFound(format!("invitation '{id}' not found")));
                 }
                 store::audit::insert(
                     tx,
-                    &actor.audit(
-                        Some(&access.workspace.id),
-                        "invitation.delete",
-                        id.clone(),
-                        serde_json::json!({}),
-                    ),
+                    &actor.audit(Some(&access.workspace.id), "invitation.delete", id.clone(), serde_json::json!({})),
                 )?;
                 Ok(())
             })
@@ -179,18 +155,11 @@ impl Services {
         let hash = crypto::digest(token);
         let t = now();
         let h = hash.clone();
-        let record = self
-            .store
-            .read(move |c| store::invitations::by_token_hash(c, &h, t))
-            .await?;
-        let record = record
-            .ok_or_else(|| ServiceError::NotFound("invitation not found: check the link".into()))?;
+        let record = self.store.read(move |c| store::invitations::by_token_hash(c, &h, t)).await?;
+        let record = record.ok_or_else(|| ServiceError::NotFound("invitation not found: check the link".into()))?;
         let email = record.invitation.email.clone();
         let e = email.clone();
-        let existing = self
-            .store
-            .read(move |c| store::users::by_email(c, &e))
-            .await?;
+        let existing = self.store.read(move |c| store::users::by_email(c, &e)).await?;
         let new_password_hash = match (&existing, password) {
             (Some(_), _) => None,
             (None, Some(p)) => {
@@ -201,9 +170,7 @@ impl Services {
             (None, None) => {
                 return Err(ServiceError::invalid(
                     "password",
-                    format!(
-                        "required: no account exists for {email} yet, so choose a password (8+ characters)"
-                    ),
+                    format!("required: no account exists for {email} yet, so choose a password (8+ characters)"),
                 ));
             }
         };
@@ -211,11 +178,22 @@ impl Services {
         self.store
             .write(move |tx| {
                 // Re-read inside the transaction: two accepts of one token must not both succeed.
-                let record = store::invitations::by_token_hash(tx, &hash, now())?.ok_or_else(|| ServiceError::NotFound("invitation not found: check the link".into()))?;
+                let record = store::invitations::by_token_hash(tx, &hash, now())?
+                    .ok_or_else(|| ServiceError::NotFound("invitation not found: check the link".into()))?;
                 let inv = record.invitation;
                 match inv.status.as_str() {
-                    "accepted" => return Err(ServiceError::Gone { code: "invitation_used", message: "this invitation was already accepted; sign in instead".into() }),
-                    "expired" => return Err(ServiceError::Gone { code: "invitation_expired", message: "this invitation has expired; ask for a new one".into() }),
+                    "accepted" => {
+                        return Err(ServiceError::Gone {
+                            code: "invitation_used",
+                            message: "this invitation was already accepted; sign in instead".into(),
+                        });
+                    }
+                    "expired" => {
+                        return Err(ServiceError::Gone {
+                            code: "invitation_expired",
+                            message: "this invitation has expired; ask for a new one".into(),
+                        });
+                    }
                     _ => {}
                 }
                 let (user, created_user) = match store::users::by_email(tx, &inv.email)? {
@@ -224,25 +202,43 @@ impl Services {
                         let Some(pw_hash) = &new_password_hash else {
                             return Err(ServiceError::invalid("password", "required for a new account"));
                         };
-                        let u = User { id: new_id(), email: inv.email.clone(), name: name.clone(), is_instance_admin: false, created_at: now() };
+                        let u = User {
+                            id: new_id(),
+                            email: inv.email.clone(),
+                            name: name.clone(),
+                            is_instance_admin: false,
+                            created_at: now(),
+                        };
                         store::users::insert(tx, &u, pw_hash)?;
                         (u, true)
                     }
                 };
                 store::members::insert(tx, &record.workspace_id, &user.id, inv.role, now()).map_err(|e| match e {
-                    store::StoreError::Unique(_) => ServiceError::conflict("already_member", format!("{} is already a member of this workspace", user.email)),
+                    store::StoreError::Unique(_) => ServiceError::conflict(
+                        "already_member",
+                        format!("{} is already a member of this workspace", user.email),
+                    ),
                     other => other.into(),
                 })?;
                 store::invitations::mark_accepted(tx, &inv.id, &user.id, now())?;
                 let actor = Actor { user: user.clone(), via: Via::Cli, ip };
-                let mut entry = actor.audit(Some(&record.workspace_id), "invitation.accept", user.email.clone(), serde_json::json!({"id": inv.id, "role": inv.role, "created_user": created_user}));
+                let mut entry = actor.audit(
+                    Some(&record.workspace_id),
+                    "invitation.accept",
+                    user.email.clone(),
+                    serde_json::json!({"id": inv.id, "role": inv.role, "created_user": created_user}),
+                );
                 entry.actor_kind = "invitation";
                 store::audit::insert(tx, &entry)?;
                 let ws = tx
-                    .query_row("SELECT slug FROM workspaces WHERE id = ?1", [&record.workspace_id], |r| r.get::<_, String>(0))
+                    .query_row("SELECT slug FROM workspaces WHERE id = ?1", [&record.workspace_id], |r| {
+                        r.get::<_, String>(0)
+                    })
                     .map_err(ServiceError::from)
                     .and_then(|slug| store::workspaces::by_slug(tx, &slug).map_err(ServiceError::from))?
-                    .ok_or_else(|| ServiceError::NotFound("the workspace of this invitation no longer exists".into()))?;
+                    .ok_or_else(|| {
+                        ServiceError::NotFound("the workspace of this invitation no longer exists".into())
+                    })?;
                 Ok(AcceptResult { user, workspace: ws, role: inv.role, created_user })
             })
             .await

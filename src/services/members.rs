@@ -7,9 +7,7 @@ use crate::store;
 use rusqlite::Connection;
 
 fn member_not_found(user_id: &str) -> ServiceError {
-    ServiceError::NotFound(format!(
-        "user '{user_id}' is not a member of this workspace"
-    ))
+    ServiceError::NotFound(format!("user '{user_id}' is not a member of this workspace"))
 }
 
 /// Refuses a change that would leave the workspace without an owner.
@@ -110,13 +108,9 @@ impl Services {
                 let access = resolve(tx, &actor, &slug)?;
                 access.require(Role::Admin, "changing member roles")?;
                 let ws = &access.workspace;
-                let target = store::members::get(tx, &ws.id, &user_id)?
-                    .ok_or_else(|| member_not_found(&user_id))?;
-                if (target.role == Role::Owner || role == Role::Owner) && access.role < Role::Owner
-                {
-                    return Err(ServiceError::Forbidden(
-                        "only an owner can make or unmake owners".into(),
-                    ));
+                let target = store::members::get(tx, &ws.id, &user_id)?.ok_or_else(|| member_not_found(&user_id))?;
+                if (target.role == Role::Owner || role == Role::Owner) && access.role < Role::Owner {
+                    return Err(ServiceError::Forbidden("only an owner can make or unmake owners".into()));
                 }
                 keep_an_owner(tx, &ws.id, &target, Some(role))?;
                 store::members::set_role(tx, &ws.id, &user_id, role)?;
@@ -136,12 +130,7 @@ impl Services {
 
     /// `DELETE /workspaces/:ws/members/:user_id`: admins remove others (owners only by owners); anyone may leave.
     /// Their API keys for this workspace are revoked with them. The last owner cannot be removed.
-    pub async fn remove_member(
-        &self,
-        actor: &Actor,
-        slug: &str,
-        user_id: &str,
-    ) -> Result<(), ServiceError> {
+    pub async fn remove_member(&self, actor: &Actor, slug: &str, user_id: &str) -> Result<(), ServiceError> {
         let (actor, slug, user_id) = (actor.clone(), slug.to_owned(), user_id.to_owned());
         self.store
             .write(move |tx| {
@@ -151,12 +140,9 @@ impl Services {
                     access.require(Role::Admin, "removing members")?;
                 }
                 let ws = &access.workspace;
-                let target = store::members::get(tx, &ws.id, &user_id)?
-                    .ok_or_else(|| member_not_found(&user_id))?;
+                let target = store::members::get(tx, &ws.id, &user_id)?.ok_or_else(|| member_not_found(&user_id))?;
                 if target.role == Role::Owner && access.role < Role::Owner {
-                    return Err(ServiceError::Forbidden(
-                        "only an owner can remove an owner".into(),
-                    ));
+                    return Err(ServiceError::Forbidden("only an owner can remove an owner".into()));
                 }
                 keep_an_owner(tx, &ws.id, &target, None)?;
                 store::members::delete(tx, &ws.id, &user_id, now())?;

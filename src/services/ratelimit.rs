@@ -15,10 +15,7 @@ const WINDOW: Duration = Duration::from_secs(60);
 impl RateLimiter {
     /// A limiter allowing `per_minute` events per key per minute; 0 allows everything.
     pub fn new(per_minute: u32) -> RateLimiter {
-        RateLimiter {
-            per_minute,
-            windows: Mutex::new(HashMap::new()),
-        }
+        RateLimiter { per_minute, windows: Mutex::new(HashMap::new()) }
     }
 
     /// Records one event for `key`. `Err(seconds)` when the limit is reached: the seconds until the window ends.

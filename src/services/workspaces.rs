@@ -3,9 +3,7 @@
 use super::access::{Actor, Via, resolve};
 use super::{ServiceError, Services};
 use crate::crypto;
-use crate::domain::{
-    PageRequest, Paged, Role, Slug, Workspace, derive_slug, new_id, now, validate_name,
-};
+use crate::domain::{PageRequest, Paged, Role, Slug, Workspace, derive_slug, new_id, now, validate_name};
 use crate::store;
 use rusqlite::Connection;
 
@@ -21,19 +19,13 @@ fn slug_for(name: &str, slug: Option<&str>) -> Result<Slug, ServiceError> {
     match slug {
         Some(s) => Slug::parse(s).map_err(|m| ServiceError::invalid("slug", format!("'{s}' {m}"))),
         None => derive_slug(name).ok_or_else(|| {
-            ServiceError::invalid(
-                "slug",
-                "cannot be derived from the name (it has no letters or digits); pass a slug",
-            )
+            ServiceError::invalid("slug", "cannot be derived from the name (it has no letters or digits); pass a slug")
         }),
     }
 }
 
 fn slug_taken(slug: &str) -> ServiceError {
-    ServiceError::conflict(
-        "slug_taken",
-        format!("a workspace with slug '{slug}' already exists; choose another slug"),
-    )
+    ServiceError::conflict("slug_taken", format!("a workspace with slug '{slug}' already exists; choose another slug"))
 }
 
 /// Creates a workspace with `actor` as its owner and audits it, inside the caller's transaction.
@@ -63,12 +55,7 @@ pub(crate) fn insert_workspace(
     store::members::insert(conn, &ws.id, &actor.user.id, Role::Owner, ws.created_at)?;
     store::audit::insert(
         conn,
-        &actor.audit(
-            Some(&ws.id),
-            "workspace.create",
-            ws.slug.clone(),
-            serde_json::json!({"name": ws.name}),
-        ),
+        &actor.audit(Some(&ws.id), "workspace.create", ws.slug.clone(), serde_json::json!({"name": ws.name})),
     )?;
     Ok(ws)
 }
@@ -82,9 +69,7 @@ impl Services {
         slug: Option<&str>,
     ) -> Result<Workspace, ServiceError> {
         let (actor, name, slug) = (actor.clone(), name.to_owned(), slug.map(str::to_owned));
-        self.store
-            .write(move |tx| insert_workspace(tx, &actor, &name, slug.as_deref()))
-            .await
+        self.store.write(move |tx| insert_workspace(tx, &actor, &name, slug.as_deref())).await
     }
 
     /// `GET /workspaces`: the caller's workspaces with their role; for an API key, only its workspace.
@@ -95,15 +80,11 @@ impl Services {
     ) -> Result<Paged<(Workspace, Role)>, ServiceError> {
         let user_id = actor.user.id.clone();
         let (only, cap) = match &actor.via {
-            Via::ApiKey {
-                workspace, role, ..
-            } => (Some(workspace.id.clone()), Some(*role)),
+            Via::ApiKey { workspace, role, .. } => (Some(workspace.id.clone()), Some(*role)),
             _ => (None, None),
         };
-        let mut paged = self
-            .store
-            .read(move |c| store::workspaces::list_for_member(c, &user_id, only.as_deref(), page))
-            .await?;
+        let mut paged =
+            self.store.read(move |c| store::workspaces::list_for_member(c, &user_id, only.as_deref(), page)).await?;
         if let Some(cap) = cap {
             paged.items.iter_mut().for_each(|(_, r)| *r = (*r).min(cap));
         }
@@ -134,10 +115,7 @@ impl Services {
                     other => other.into(),
                 })?;
                 let details = serde_json::json!({"name": patch.name, "slug": patch.slug});
-                store::audit::insert(
-                    tx,
-                    &actor.audit(Some(&ws.id), "workspace.update", ws.slug.clone(), details),
-                )?;
+                store::audit::insert(tx, &actor.audit(Some(&ws.id), "workspace.update", ws.slug.clone(), details))?;
                 Ok(ws)
             })
             .await

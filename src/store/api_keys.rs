@@ -34,17 +34,23 @@ pub fn insert(conn: &Connection, k: &NewApiKey<'_>) -> Result<(), StoreError> {
     conn.execute(
         "INSERT INTO api_keys (id, workspace_id, user_id, name, role, key_hash, key_prefix, created_at, expires_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        params![k.id, k.workspace_id, k.user_id, k.name, k.role.as_str(), k.key_hash, k.key_prefix, k.created_at.to_rfc3339(), k.expires_at.map(|t| t.to_rfc3339())],
+        params![
+            k.id,
+            k.workspace_id,
+            k.user_id,
+            k.name,
+            k.role.as_str(),
+            k.key_hash,
+            k.key_prefix,
+            k.created_at.to_rfc3339(),
+            k.expires_at.map(|t| t.to_rfc3339())
+        ],
     )?;
     Ok(())
 }
 
 /// The workspace's keys that are not revoked, newest first.
-pub fn list(
-    conn: &Connection,
-    workspace_id: &str,
-    page: PageRequest,
-) -> Result<Paged<ApiKey>, StoreError> {
+pub fn list(conn: &Connection, workspace_id: &str, page: PageRequest) -> Result<Paged<ApiKey>, StoreError> {
     let total = conn.query_row(
         "SELECT COUNT(*) FROM api_keys WHERE workspace_id = ?1 AND revoked_at IS NULL",
         [workspace_id],
@@ -53,19 +59,13 @@ pub fn list(
     let mut stmt = conn.prepare_cached(
         "SELECT * FROM api_keys WHERE workspace_id = ?1 AND revoked_at IS NULL ORDER BY created_at DESC, id DESC LIMIT ?2 OFFSET ?3",
     )?;
-    let items = stmt
-        .query_map(params![workspace_id, page.limit, page.offset()], from_row)?
-        .collect::<Result<_, _>>()?;
+    let items =
+        stmt.query_map(params![workspace_id, page.limit, page.offset()], from_row)?.collect::<Result<_, _>>()?;
     Ok(Paged { items, total })
 }
 
 /// Revokes a key of the workspace at once; `false` when there is no such unrevoked key.
-pub fn revoke(
-    conn: &Connection,
-    workspace_id: &str,
-    id: &str,
-    now: Timestamp,
-) -> Result<bool, StoreError> {
+pub fn revoke(conn: &Connection, workspace_id: &str, id: &str, now: Timestamp) -> Result<bool, StoreError> {
     Ok(conn.execute(
         "UPDATE api_keys SET revoked_at = ?3 WHERE workspace_id = ?1 AND id = ?2 AND revoked_at IS NULL",
         params![workspace_id, id, now.to_rfc3339()],
@@ -126,9 +126,6 @@ pub fn by_hash(conn: &Connection, hash: &[u8]) -> Result<Option<KeyRecord>, Stor
 
 /// Records that a key was used.
 pub fn touch(conn: &Connection, id: &str, now: Timestamp) -> Result<(), StoreError> {
-    conn.execute(
-        "UPDATE api_keys SET last_used_at = ?2 WHERE id = ?1",
-        params![id, now.to_rfc3339()],
-    )?;
+    conn.execute("UPDATE api_keys SET last_used_at = ?2 WHERE id = ?1", params![id, now.to_rfc3339()])?;
     Ok(())
 }

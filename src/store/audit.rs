@@ -29,19 +29,11 @@ pub fn insert(conn: &Connection, e: &NewAuditEntry) -> Result<(), StoreError> {
 }
 
 /// A workspace's audit trail, newest first.
-pub fn list(
-    conn: &Connection,
-    workspace_id: &str,
-    page: PageRequest,
-) -> Result<Paged<AuditEntry>, StoreError> {
-    let total = conn.query_row(
-        "SELECT COUNT(*) FROM audit_log WHERE workspace_id = ?1",
-        [workspace_id],
-        |r| r.get(0),
-    )?;
-    let mut stmt = conn.prepare_cached(
-        "SELECT * FROM audit_log WHERE workspace_id = ?1 ORDER BY id DESC LIMIT ?2 OFFSET ?3",
-    )?;
+pub fn list(conn: &Connection, workspace_id: &str, page: PageRequest) -> Result<Paged<AuditEntry>, StoreError> {
+    let total =
+        conn.query_row("SELECT COUNT(*) FROM audit_log WHERE workspace_id = ?1", [workspace_id], |r| r.get(0))?;
+    let mut stmt =
+        conn.prepare_cached("SELECT * FROM audit_log WHERE workspace_id = ?1 ORDER BY id DESC LIMIT ?2 OFFSET ?3")?;
     let items = stmt
         .query_map(params![workspace_id, page.limit, page.offset()], |r| {
             let details: String = r.get("details")?;

@@ -52,7 +52,16 @@ pub fn insert(conn: &Connection, n: &NewInvitation<'_>) -> Result<(), StoreError
     conn.execute(
         "INSERT INTO invitations (id, workspace_id, email, role, token_hash, invited_by, created_at, expires_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![n.id, n.workspace_id, n.email, n.role.as_str(), n.token_hash, n.invited_by, n.created_at.to_rfc3339(), n.expires_at.to_rfc3339()],
+        params![
+            n.id,
+            n.workspace_id,
+            n.email,
+            n.role.as_str(),
+            n.token_hash,
+            n.invited_by,
+            n.created_at.to_rfc3339(),
+            n.expires_at.to_rfc3339()
+        ],
     )?;
     Ok(())
 }
@@ -77,40 +86,22 @@ pub fn list(
     page: PageRequest,
     now: Timestamp,
 ) -> Result<Paged<Invitation>, StoreError> {
-    let total = conn.query_row(
-        "SELECT COUNT(*) FROM invitations WHERE workspace_id = ?1",
-        [workspace_id],
-        |r| r.get(0),
+    let total =
+        conn.query_row("SELECT COUNT(*) FROM invitations WHERE workspace_id = ?1", [workspace_id], |r| r.get(0))?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT * FROM invitations WHERE workspace_id = ?1 ORDER BY created_at DESC, id DESC LIMIT ?2 OFFSET ?3",
     )?;
-    let mut stmt = conn.prepare_cached("SELECT * FROM invitations WHERE workspace_id = ?1 ORDER BY created_at DESC, id DESC LIMIT ?2 OFFSET ?3")?;
     let items = stmt
-        .query_map(params![workspace_id, page.limit, page.offset()], |r| {
-            from_row(r, now).map(|x| x.invitation)
-        })?
+        .query_map(params![workspace_id, page.limit, page.offset()], |r| from_row(r, now).map(|x| x.invitation))?
         .collect::<Result<_, _>>()?;
     Ok(Paged { items, total })
 }
 
-pub fn by_token_hash(
-    conn: &Connection,
-    hash: &[u8],
-    now: Timestamp,
-) -> Result<Option<InvitationRecord>, StoreError> {
-    Ok(conn
-        .query_row(
-            "SELECT * FROM invitations WHERE token_hash = ?1",
-            [hash],
-            |r| from_row(r, now),
-        )
-        .optional()?)
+pub fn by_token_hash(conn: &Connection, hash: &[u8], now: Timestamp) -> Result<Option<InvitationRecord>, StoreError> {
+    Ok(conn.query_row("SELECT * FROM invitations WHERE token_hash = ?1", [hash], |r| from_row(r, now)).optional()?)
 }
 
-pub fn mark_accepted(
-    conn: &Connection,
-    id: &str,
-    user_id: &str,
-    now: Timestamp,
-) -> Result<(), StoreError> {
+pub fn mark_accepted(conn: &Connection, id: &str, user_id: &str, now: Timestamp) -> Result<(), StoreError> {
     conn.execute(
         "UPDATE invitations SET accepted_at = ?3, accepted_by = ?2 WHERE id = ?1",
         params![id, user_id, now.to_rfc3339()],
@@ -120,8 +111,5 @@ pub fn mark_accepted(
 
 /// Deletes an invitation of the workspace; `false` when there was none.
 pub fn delete(conn: &Connection, workspace_id: &str, id: &str) -> Result<bool, StoreError> {
-    Ok(conn.execute(
-        "DELETE FROM invitations WHERE workspace_id = ?1 AND id = ?2",
-        params![workspace_id, id],
-    )? == 1)
+    Ok(conn.execute("DELETE FROM invitations WHERE workspace_id = ?1 AND id = ?2", params![workspace_id, id])? == 1)
 }

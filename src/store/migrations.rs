@@ -5,10 +5,7 @@ use rusqlite::Connection;
 use std::path::Path;
 
 /// Every migration, in order. The file name's number is its position.
-pub const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_foundation",
-    include_str!("../../migrations/0001_foundation.sql"),
-)];
+pub const MIGRATIONS: &[(&str, &str)] = &[("0001_foundation", include_str!("../../migrations/0001_foundation.sql"))];
 
 /// The schema version a database is at (the number of migrations applied).
 pub fn schema_version(conn: &Connection) -> Result<i64, StoreError> {
@@ -19,24 +16,12 @@ pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreErr
     let known = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
     let found = schema_version(conn)?;
     if found > known {
-        return Err(StoreError::TooNew {
-            path: path.to_path_buf(),
-            found,
-            known,
-        });
+        return Err(StoreError::TooNew { path: path.to_path_buf(), found, known });
     }
-    for (index, (name, sql)) in MIGRATIONS
-        .iter()
-        .enumerate()
-        .skip(usize::try_from(found).unwrap_or(0))
-    {
+    for (index, (name, sql)) in MIGRATIONS.iter().enumerate().skip(usize::try_from(found).unwrap_or(0)) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
-        tx.pragma_update(
-            None,
-            "user_version",
-            i64::try_from(index + 1).unwrap_or(i64::MAX),
-        )?;
+        tx.pragma_update(None, "user_version", i64::try_from(index + 1).unwrap_or(i64::MAX))?;
         tx.commit()?;
         tracing::info!(migration = name, "applied database migration");
     }
@@ -53,26 +38,13 @@ mod tests {
         let store = super::super::Store::open(&dir.path().join("t.db")).unwrap();
         let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
             .unwrap()
-            .filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .path()
-                    .extension()
-                    .is_some_and(|x| x == "sql")
-            })
+            .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "sql"))
             .count();
-        assert_eq!(
-            files,
-            MIGRATIONS.len(),
-            "every file in migrations/ must be listed in MIGRATIONS"
-        );
+        assert_eq!(files, MIGRATIONS.len(), "every file in migrations/ must be listed in MIGRATIONS");
         let conn = store.inner.writer.lock().unwrap();
         assert_eq!(schema_version(&conn).unwrap(), files as i64);
         for (i, (name, _)) in MIGRATIONS.iter().enumerate() {
-            assert!(
-                name.starts_with(&format!("{:04}_", i + 1)),
-                "{name} is out of order"
-            );
+            assert!(name.starts_with(&format!("{:04}_", i + 1)), "{name} is out of order");
         }
     }
 
@@ -85,9 +57,6 @@ mod tests {
         let conn = Connection::open(&path).unwrap();
         conn.pragma_update(None, "user_version", 999).unwrap();
         drop(conn);
-        assert!(matches!(
-            super::super::Store::open(&path),
-            Err(StoreError::TooNew { found: 999, .. })
-        ));
+        assert!(matches!(super::super::Store::open(&path), Err(StoreError::TooNew { found: 999, .. })));
     }
 }

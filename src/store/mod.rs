@@ -28,34 +28,21 @@ pub enum StoreError {
     Sqlite(#[source] rusqlite::Error),
     #[error("stored value is corrupt: {0}")]
     Corrupt(String),
-    #[error(
-        "database at {path} is at schema version {found}, newer than this Berth knows ({known}); upgrade Berth"
-    )]
-    TooNew {
-        path: PathBuf,
-        found: i64,
-        known: i64,
-    },
+    #[error("database at {path} is at schema version {found}, newer than this Berth knows ({known}); upgrade Berth")]
+    TooNew { path: PathBuf, found: i64, known: i64 },
     #[error("cannot create data directory {path}: {source}")]
-    DataDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    DataDir { path: PathBuf, source: std::io::Error },
     #[error("storage worker stopped: {0}")]
     Worker(String),
 }
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        if let rusqlite::Error::SqliteFailure(f, Some(msg)) = &e {
-            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
-                || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
-            {
-                return StoreError::Unique(
-                    msg.trim_start_matches("UNIQUE constraint failed: ")
-                        .to_owned(),
-                );
-            }
+        if let rusqlite::Error::SqliteFailure(f, Some(msg)) = &e
+            && (f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
+        {
+            return StoreError::Unique(msg.trim_start_matches("UNIQUE constraint failed: ").to_owned());
         }
         StoreError::Sqlite(e)
     }
@@ -80,10 +67,7 @@ impl Store {
     /// Opens (creating if needed) the database file and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir {
-                path: dir.to_path_buf(),
-                source,
-            })?;
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir { path: dir.to_path_buf(), source })?;
         }
         let mut writer = open_connection(path)?;
         migrations::migrate(&mut writer, path)?;
@@ -110,20 +94,16 @@ impl Store {
     {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
-            let pooled = inner
-                .readers
-                .lock()
-                .map_err(|_| StoreError::Worker("reader pool poisoned".into()))?
-                .pop();
+            let pooled = inner.readers.lock().map_err(|_| StoreError::Worker("reader pool poisoned".into()))?.pop();
             let conn = match pooled {
                 Some(c) => c,
                 None => open_connection(&inner.path)?,
             };
             let result = f(&conn);
-            if let Ok(mut idle) = inner.readers.lock() {
-                if idle.len() < MAX_IDLE_READERS {
-                    idle.push(conn);
-                }
+            if let Ok(mut idle) = inner.readers.lock()
+                && idle.len() < MAX_IDLE_READERS
+            {
+                idle.push(conn);
             }
             result
         })
@@ -141,13 +121,8 @@ impl Store {
     {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
-            let mut conn = inner
-                .writer
-                .lock()
-                .map_err(|_| StoreError::Worker("writer poisoned".into()))?;
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(StoreError::from)?;
+            let mut conn = inner.writer.lock().map_err(|_| StoreError::Worker("writer poisoned".into()))?;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(StoreError::from)?;
             let value = f(&tx)?;
             tx.commit().map_err(StoreError::from)?;
             Ok(value)
@@ -158,24 +133,15 @@ impl Store {
 
     /// Whether the database answers a trivial query.
     pub async fn ping(&self) -> bool {
-        self.read(|c| {
-            c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
-                .map_err(StoreError::from)
-        })
-        .await
-        .is_ok()
+        self.read(|c| c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)).map_err(StoreError::from)).await.is_ok()
     }
 }
 
 fn open_connection(path: &Path) -> Result<Connection, StoreError> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-        | OpenFlags::SQLITE_OPEN_CREATE
-        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(Duration::from_secs(5))?;
-    conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;",
-    )?;
+    conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;")?;
     Ok(conn)
 }
 
@@ -183,11 +149,7 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
 pub(crate) fn ts(row: &rusqlite::Row<'_>, idx: &str) -> rusqlite::Result<Timestamp> {
     let s: String = row.get(idx)?;
     Timestamp::parse(&s).ok_or_else(|| {
-        rusqlite::Error::InvalidColumnType(
-            0,
-            format!("{idx}: bad timestamp {s}"),
-            rusqlite::types::Type::Text,
-        )
+        rusqlite::Error::InvalidColumnType(0, format!("{idx}: bad timestamp {s}"), rusqlite::types::Type::Text)
     })
 }
 
@@ -201,10 +163,6 @@ pub(crate) fn ts_opt(row: &rusqlite::Row<'_>, idx: &str) -> rusqlite::Result<Opt
 pub(crate) fn role(row: &rusqlite::Row<'_>, idx: &str) -> rusqlite::Result<crate::domain::Role> {
     let s: String = row.get(idx)?;
     crate::domain::Role::parse(&s).ok_or_else(|| {
-        rusqlite::Error::InvalidColumnType(
-            0,
-            format!("{idx}: bad role {s}"),
-            rusqlite::types::Type::Text,
-        )
+        rusqlite::Error::InvalidColumnType(0, format!("{idx}: bad role {s}"), rusqlite::types::Type::Text)
     })
 }

@@ -31,40 +31,23 @@ pub fn count(conn: &Connection) -> Result<i64, StoreError> {
 }
 
 pub fn by_id(conn: &Connection, id: &str) -> Result<Option<User>, StoreError> {
-    Ok(conn
-        .query_row(
-            &format!("SELECT {COLUMNS} FROM users WHERE id = ?1"),
-            [id],
-            from_row,
-        )
-        .optional()?)
+    Ok(conn.query_row(&format!("SELECT {COLUMNS} FROM users WHERE id = ?1"), [id], from_row).optional()?)
 }
 
 /// A user by email (case-insensitive).
 pub fn by_email(conn: &Connection, email: &str) -> Result<Option<User>, StoreError> {
-    Ok(conn
-        .query_row(
-            &format!("SELECT {COLUMNS} FROM users WHERE email = ?1"),
-            [email],
-            from_row,
-        )
-        .optional()?)
+    Ok(conn.query_row(&format!("SELECT {COLUMNS} FROM users WHERE email = ?1"), [email], from_row).optional()?)
 }
 
 /// A user and their password hash, for signing in.
 pub fn credentials(conn: &Connection, email: &str) -> Result<Option<(User, String)>, StoreError> {
     Ok(conn
-        .query_row(
-            &format!("SELECT {COLUMNS}, password_hash FROM users WHERE email = ?1"),
-            [email],
-            |r| Ok((from_row(r)?, r.get("password_hash")?)),
-        )
+        .query_row(&format!("SELECT {COLUMNS}, password_hash FROM users WHERE email = ?1"), [email], |r| {
+            Ok((from_row(r)?, r.get("password_hash")?))
+        })
         .optional()?)
 }
 
 pub fn set_password(conn: &Connection, id: &str, password_hash: &str) -> Result<bool, StoreError> {
-    Ok(conn.execute(
-        "UPDATE users SET password_hash = ?2 WHERE id = ?1",
-        params![id, password_hash],
-    )? == 1)
+    Ok(conn.execute("UPDATE users SET password_hash = ?2 WHERE id = ?1", params![id, password_hash])? == 1)
 }

@@ -24,17 +24,11 @@ pub fn insert(conn: &Connection, ws: &Workspace) -> Result<(), StoreError> {
 }
 
 pub fn by_slug(conn: &Connection, slug: &str) -> Result<Option<Workspace>, StoreError> {
-    Ok(conn
-        .query_row("SELECT * FROM workspaces WHERE slug = ?1", [slug], from_row)
-        .optional()?)
+    Ok(conn.query_row("SELECT * FROM workspaces WHERE slug = ?1", [slug], from_row).optional()?)
 }
 
 /// The workspace with `slug` and the user's role in it, or `None` when it does not exist or they are no member.
-pub fn for_member(
-    conn: &Connection,
-    user_id: &str,
-    slug: &str,
-) -> Result<Option<(Workspace, Role)>, StoreError> {
+pub fn for_member(conn: &Connection, user_id: &str, slug: &str) -> Result<Option<(Workspace, Role)>, StoreError> {
     Ok(conn
         .query_row(
             "SELECT w.*, m.role FROM workspaces w JOIN members m ON m.workspace_id = w.id WHERE w.slug = ?1 AND m.user_id = ?2",
@@ -61,19 +55,14 @@ pub fn list_for_member(
          WHERE m.user_id = ?1 AND (?2 IS NULL OR w.id = ?2) ORDER BY w.created_at, w.id LIMIT ?3 OFFSET ?4",
     )?;
     let items = stmt
-        .query_map(params![user_id, only, page.limit, page.offset()], |r| {
-            Ok((from_row(r)?, role(r, "role")?))
-        })?
+        .query_map(params![user_id, only, page.limit, page.offset()], |r| Ok((from_row(r)?, role(r, "role")?)))?
         .collect::<Result<_, _>>()?;
     Ok(Paged { items, total })
 }
 
 /// Renames a workspace and/or changes its slug.
 pub fn update(conn: &Connection, id: &str, name: &str, slug: &str) -> Result<(), StoreError> {
-    conn.execute(
-        "UPDATE workspaces SET name = ?2, slug = ?3 WHERE id = ?1",
-        params![id, name, slug],
-    )?;
+    conn.execute("UPDATE workspaces SET name = ?2, slug = ?3 WHERE id = ?1", params![id, name, slug])?;
     Ok(())
 }
 

@@ -16,11 +16,7 @@ pub struct Tasks {
 
 impl Tasks {
     pub fn new(parent: &CancellationToken) -> Tasks {
-        Tasks {
-            cancel: parent.child_token(),
-            set: JoinSet::new(),
-            names: HashMap::new(),
-        }
+        Tasks { cancel: parent.child_token(), set: JoinSet::new(), names: HashMap::new() }
     }
 
     /// Starts `make(token)` as the task `name`. The future must return soon after the token is cancelled.

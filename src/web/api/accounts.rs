@@ -27,9 +27,7 @@ pub async fn health(State(state): State<AppState>) -> Response {
     let view = HealthView {
         status: status.into(),
         version: env!("CARGO_PKG_VERSION").into(),
-        database: DatabaseHealthView {
-            reachable: h.database,
-        },
+        database: DatabaseHealthView { reachable: h.database },
         docker: DockerHealthView {
             reachable: h.docker.reachable,
             version: h.docker.version,
@@ -45,11 +43,7 @@ pub async fn health(State(state): State<AppState>) -> Response {
 }
 
 fn session_cookie_header(state: &AppState, token: &str, max_age_secs: i64) -> Option<HeaderValue> {
-    let secure = if state.services.config().public_url.starts_with("https://") {
-        "; Secure"
-    } else {
-        ""
-    };
+    let secure = if state.services.config().public_url.starts_with("https://") { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
         "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}{secure}"
     ))
@@ -65,26 +59,16 @@ pub async fn setup(
     parts: Parts,
     ApiJson(body): ApiJson<SetupRequest>,
 ) -> Result<Response, ApiError> {
-    let r = state
-        .services
-        .setup(
-            &body.token,
-            &body.email,
-            &body.password,
-            &body.workspace_name,
-            client_ip(&parts),
-        )
-        .await?;
+    let r =
+        state.services.setup(&body.token, &body.email, &body.password, &body.workspace_name, client_ip(&parts)).await?;
     let mut response = created(SetupView {
         user: r.user,
         workspace: WorkspaceView::new(r.workspace, crate::domain::Role::Owner),
         csrf_token: r.csrf_token,
     });
-    if let Some(c) = session_cookie_header(
-        &state,
-        &r.session_token,
-        i64::from(state.services.config().session_ttl_hours) * 3600,
-    ) {
+    if let Some(c) =
+        session_cookie_header(&state, &r.session_token, i64::from(state.services.config().session_ttl_hours) * 3600)
+    {
         response.headers_mut().insert(header::SET_COOKIE, c);
     }
     Ok(response)
@@ -98,20 +82,11 @@ pub async fn login(
     parts: Parts,
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> Result<Response, ApiError> {
-    let r = state
-        .services
-        .login(&body.email, &body.password, client_ip(&parts))
-        .await?;
-    let mut response = ok(LoginView {
-        user: r.user,
-        csrf_token: r.csrf_token,
-        expires_at: r.expires_at,
-    });
-    if let Some(c) = session_cookie_header(
-        &state,
-        &r.session_token,
-        i64::from(state.services.config().session_ttl_hours) * 3600,
-    ) {
+    let r = state.services.login(&body.email, &body.password, client_ip(&parts)).await?;
+    let mut response = ok(LoginView { user: r.user, csrf_token: r.csrf_token, expires_at: r.expires_at });
+    if let Some(c) =
+        session_cookie_header(&state, &r.session_token, i64::from(state.services.config().session_ttl_hours) * 3600)
+    {
         response.headers_mut().insert(header::SET_COOKIE, c);
     }
     Ok(response)
@@ -120,11 +95,7 @@ pub async fn login(
 /// Ends the current session and clears its cookie.
 #[utoipa::path(post, path = "/api/auth/logout", tag = "auth",
     responses((status = 200, description = "Signed out", body = Envelope<bool>), CommonErrors))]
-pub async fn logout(
-    State(state): State<AppState>,
-    Auth(_actor): Auth,
-    parts: Parts,
-) -> Result<Response, ApiError> {
+pub async fn logout(State(state): State<AppState>, Auth(_actor): Auth, parts: Parts) -> Result<Response, ApiError> {
     if let Some(token) = session_cookie(&parts) {
         state.services.logout(&token).await?;
     }
@@ -141,11 +112,7 @@ pub async fn logout(
 pub async fn me(State(state): State<AppState>, Auth(actor): Auth) -> Result<Response, ApiError> {
     let memberships = state.services.me(&actor).await?;
     let auth = match &actor.via {
-        Via::ApiKey {
-            key_prefix,
-            workspace,
-            ..
-        } => AuthInfo {
+        Via::ApiKey { key_prefix, workspace, .. } => AuthInfo {
             method: "api_key".into(),
             key_prefix: Some(key_prefix.clone()),
             workspace: Some(workspace.slug.clone()),
@@ -157,23 +124,11 @@ pub async fn me(State(state): State<AppState>, Auth(actor): Auth) -> Result<Resp
             workspace: None,
             csrf_token: Some(csrf_token.clone()),
         },
-        Via::Cli => AuthInfo {
-            method: "cli".into(),
-            key_prefix: None,
-            workspace: None,
-            csrf_token: None,
-        },
+        Via::Cli => AuthInfo { method: "cli".into(), key_prefix: None, workspace: None, csrf_token: None },
     };
     let memberships = memberships
         .into_iter()
-        .map(|(w, role)| MembershipView {
-            workspace: WorkspaceView::new(w, role),
-            role,
-        })
+        .map(|(w, role)| MembershipView { workspace: WorkspaceView::new(w, role), role })
         .collect();
-    Ok(ok(MeView {
-        user: actor.user,
-        memberships,
-        auth,
-    }))
+    Ok(ok(MeView { user: actor.user, memberships, auth }))
 }

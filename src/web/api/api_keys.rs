@@ -19,12 +19,7 @@ pub async fn list_api_keys(
     Pagination(page): Pagination,
 ) -> Result<Response, ApiError> {
     let p = state.services.list_api_keys(&actor, &ws, page).await?;
-    Ok(ok(ApiKeyList {
-        api_keys: p.items,
-        total: p.total,
-        page: page.page,
-        limit: page.limit,
-    }))
+    Ok(ok(ApiKeyList { api_keys: p.items, total: p.total, page: page.page, limit: page.limit }))
 }
 
 /// Creates a key (admin) with a role no higher than the caller's. The full key is in this response only.
@@ -39,15 +34,7 @@ pub async fn create_api_key(
 ) -> Result<Response, ApiError> {
     let c = state
         .services
-        .create_api_key(
-            &actor,
-            &ws,
-            NewKey {
-                name: body.name,
-                expires_in_days: body.expires_in_days,
-                role: body.role,
-            },
-        )
+        .create_api_key(&actor, &ws, NewKey { name: body.name, expires_in_days: body.expires_in_days, role: body.role })
         .await?;
     let k = c.api_key;
     Ok(created(CreatedApiKeyView {

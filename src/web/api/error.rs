@@ -36,6 +36,7 @@ pub fn status_and_code(e: &ServiceError) -> (StatusCode, &'static str) {
         ServiceError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
         ServiceError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
         ServiceError::Gone { code, .. } => (StatusCode::GONE, code),
+        ServiceError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
         ServiceError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
         ServiceError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "docker_unavailable"),
         ServiceError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
@@ -44,15 +45,7 @@ pub fn status_and_code(e: &ServiceError) -> (StatusCode, &'static str) {
 
 /// Builds an error response with an explicit status, code and message.
 pub fn error_response(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    (
-        status,
-        axum::Json(ErrorBody {
-            success: false,
-            error: message.into(),
-            code: code.to_owned(),
-        }),
-    )
-        .into_response()
+    (status, axum::Json(ErrorBody { success: false, error: message.into(), code: code.to_owned() })).into_response()
 }
 
 impl IntoResponse for ApiError {
@@ -68,10 +61,10 @@ impl IntoResponse for ApiError {
             other => other.to_string(),
         };
         let mut response = error_response(status, code, message);
-        if let ServiceError::RateLimited { retry_after, .. } = &self.0 {
-            if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
-                response.headers_mut().insert(header::RETRY_AFTER, v);
-            }
+        if let ServiceError::RateLimited { retry_after, .. } = &self.0
+            && let Ok(v) = HeaderValue::from_str(&retry_after.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, v);
         }
         response
     }
@@ -89,20 +82,8 @@ mod tests {
             (ServiceError::Forbidden("x".into()), 403),
             (ServiceError::NotFound("x".into()), 404),
             (ServiceError::conflict("slug_taken", "x"), 409),
-            (
-                ServiceError::Gone {
-                    code: "invitation_used",
-                    message: "x".into(),
-                },
-                410,
-            ),
-            (
-                ServiceError::RateLimited {
-                    retry_after: 3,
-                    message: "x".into(),
-                },
-                429,
-            ),
+            (ServiceError::Gone { code: "invitation_used", message: "x".into() }, 410),
+            (ServiceError::RateLimited { retry_after: 3, message: "x".into() }, 429),
             (ServiceError::Unavailable("x".into()), 503),
             (ServiceError::Internal("x".into()), 500),
         ];
@@ -113,21 +94,9 @@ mod tests {
 
     #[test]
     fn internal_errors_leak_nothing_and_rate_limits_say_when_to_retry() {
-        let r = ApiError(ServiceError::Internal(
-            "disk I/O error at /var/lib/berth".into(),
-        ))
-        .into_response();
+        let r = ApiError(ServiceError::Internal("disk I/O error at /var/lib/berth".into())).into_response();
         assert_eq!(r.status(), 500);
-        let r = ApiError(ServiceError::RateLimited {
-            retry_after: 7,
-            message: "slow down".into(),
-        })
-        .into_response();
-        assert_eq!(
-            r.headers()
-                .get(header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok()),
-            Some("7")
-        );
+        let r = ApiError(ServiceError::RateLimited { retry_after: 7, message: "slow down".into() }).into_response();
+        assert_eq!(r.headers().get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()), Some("7"));
     }
 }

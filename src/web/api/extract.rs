@@ -23,33 +23,20 @@ pub struct Auth(pub Actor);
 
 /// The peer's IP address, when known.
 pub fn client_ip(parts: &Parts) -> Option<String> {
-    parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
+    parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string())
 }
 
 fn presented_key(parts: &Parts) -> Option<String> {
     if let Some(v) = parts.headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
         return Some(v.trim().to_owned());
     }
-    if let Some(v) = parts
-        .headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    {
+    if let Some(v) = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
         let v = v.trim();
-        if let Some(token) = v
-            .strip_prefix("Bearer ")
-            .or_else(|| v.strip_prefix("bearer "))
-        {
+        if let Some(token) = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")) {
             return Some(token.trim().to_owned());
         }
     }
-    parts.uri.query().and_then(|q| {
-        q.split('&')
-            .find_map(|kv| kv.strip_prefix("api_key=").map(str::to_owned))
-    })
+    parts.uri.query().and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("api_key=").map(str::to_owned)))
 }
 
 /// The session cookie's value, if sent.
@@ -60,21 +47,13 @@ pub fn session_cookie(parts: &Parts) -> Option<String> {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
-        .find_map(|c| {
-            c.trim()
-                .strip_prefix(SESSION_COOKIE)
-                .and_then(|rest| rest.strip_prefix('='))
-                .map(str::to_owned)
-        })
+        .find_map(|c| c.trim().strip_prefix(SESSION_COOKIE).and_then(|rest| rest.strip_prefix('=')).map(str::to_owned))
 }
 
 impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let ip = client_ip(parts);
         if let Some(key) = presented_key(parts) {
             return Ok(Auth(state.services.authenticate_key(&key, ip).await?));
@@ -82,22 +61,14 @@ impl FromRequestParts<AppState> for Auth {
         if let Some(token) = session_cookie(parts) {
             let actor = state.services.authenticate_session(&token, ip).await?;
             let actor = actor.ok_or_else(|| {
-                ServiceError::unauthorized(
-                    "session_expired",
-                    "session expired or signed out; sign in again",
-                )
+                ServiceError::unauthorized("session_expired", "session expired or signed out; sign in again")
             })?;
             if let Via::Session { csrf_token } = &actor.via {
                 let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
-                let sent = parts
-                    .headers
-                    .get(CSRF_HEADER)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("");
+                let sent = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
                 if !safe && !crypto::digests_equal(sent.as_bytes(), csrf_token.as_bytes()) {
                     return Err(ServiceError::Forbidden(
-                        "missing or wrong X-CSRF-Token header for a cookie-authenticated request"
-                            .into(),
+                        "missing or wrong X-CSRF-Token header for a cookie-authenticated request".into(),
                     )
                     .into());
                 }
@@ -116,53 +87,40 @@ impl FromRequestParts<AppState> for Auth {
 pub struct ApiJson<T>(pub T);
 
 impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
-    type Rejection = Response;
+    type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            let status = rejection.status();
-            if status == StatusCode::PAYLOAD_TOO_LARGE {
-                error_response(
-                    status,
-                    "payload_too_large",
-                    format!(
-                        "request body is larger than {} bytes",
-                        state.services.config().max_body_bytes
-                    ),
-                )
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                let max = state.services.config().max_body_bytes;
+                ServiceError::TooLarge(format!("request body is larger than {max} bytes"))
             } else {
-                error_response(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_body",
-                    rejection.body_text(),
-                )
+                ServiceError::invalid("body", rejection.body_text())
             }
         })?;
-        parse_json(&bytes).map(ApiJson)
+        Ok(ApiJson(parse_json(&bytes)?))
     }
 }
 
 /// Parses a JSON body, naming the offending field in the error.
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Response> {
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ServiceError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(error_response(
-            StatusCode::BAD_REQUEST,
-            "invalid_body",
-            "request body is empty: send a JSON object",
-        ));
+        return Err(ServiceError::invalid("body", "is empty: send a JSON object"));
+    }
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ServiceError::invalid("body", "must be a JSON object"));
     }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        let message = if inner.is_syntax() || inner.is_eof() {
-            format!("request body is not valid JSON: {inner}")
+        if inner.is_syntax() || inner.is_eof() {
+            ServiceError::invalid("body", format!("is not valid JSON: {inner}"))
         } else if path == "." {
-            format!("request body: {inner}")
+            ServiceError::invalid("body", inner.to_string())
         } else {
-            format!("{path}: {inner}")
-        };
-        error_response(StatusCode::BAD_REQUEST, "invalid_parameter", message)
+            ServiceError::invalid(path, inner.to_string())
+        }
     })
 }
 
@@ -177,21 +135,16 @@ impl<S: Send + Sync> FromRequestParts<S> for Pagination {
         for (k, v) in url_pairs(parts.uri.query().unwrap_or("")) {
             match k.as_str() {
                 "page" => {
-                    page = v.parse().ok().filter(|p| *p >= 1).ok_or_else(|| {
-                        ServiceError::invalid("page", format!("'{v}' must be a whole number ≥ 1"))
-                    })?
-                }
-                "limit" => {
-                    limit = v
+                    page = v
                         .parse()
                         .ok()
-                        .filter(|l| (1..=50).contains(l))
-                        .ok_or_else(|| {
-                            ServiceError::invalid(
-                                "limit",
-                                format!("'{v}' must be a whole number from 1 to 50"),
-                            )
-                        })?
+                        .filter(|p| *p >= 1)
+                        .ok_or_else(|| ServiceError::invalid("page", format!("'{v}' must be a whole number ≥ 1")))?
+                }
+                "limit" => {
+                    limit = v.parse().ok().filter(|l| (1..=50).contains(l)).ok_or_else(|| {
+                        ServiceError::invalid("limit", format!("'{v}' must be a whole number from 1 to 50"))
+                    })?
                 }
                 _ => {}
             }
@@ -218,11 +171,8 @@ pub async fn limit_declared_length(
     next: axum::middleware::Next,
 ) -> Response {
     let max = state.services.config().max_body_bytes;
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
+    let declared =
+        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > max) {
         return error_response(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -245,24 +195,22 @@ mod tests {
         port: u16,
     }
 
-    async fn message(r: Response) -> String {
-        let bytes = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-        v["error"].as_str().unwrap().to_owned()
+    async fn message(e: ServiceError) -> String {
+        e.to_string()
     }
 
     #[tokio::test]
     async fn json_errors_name_the_field() {
         let m = message(parse_json::<Body>(br#"{"name": "a", "port": "x"}"#).unwrap_err()).await;
         assert!(m.starts_with("port:"), "{m}");
-        let m =
-            message(parse_json::<Body>(br#"{"name": "a", "port": 1, "extra": 1}"#).unwrap_err())
-                .await;
+        let m = message(parse_json::<Body>(br#"{"name": "a", "port": 1, "extra": 1}"#).unwrap_err()).await;
         assert!(m.contains("extra"), "{m}");
         let m = message(parse_json::<Body>(br#"{"port": 1}"#).unwrap_err()).await;
         assert!(m.contains("name"), "{m}");
         let m = message(parse_json::<Body>(br#"{"name": "#).unwrap_err()).await;
         assert!(m.contains("not valid JSON"), "{m}");
+        let m = message(parse_json::<Body>(b"[1]").unwrap_err()).await;
+        assert!(m.starts_with("body:"), "{m}");
         let m = message(parse_json::<Body>(b"").unwrap_err()).await;
         assert!(m.contains("empty"), "{m}");
     }

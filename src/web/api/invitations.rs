@@ -21,12 +21,7 @@ pub async fn list_invitations(
     Pagination(page): Pagination,
 ) -> Result<Response, ApiError> {
     let p = state.services.list_invitations(&actor, &ws, page).await?;
-    Ok(ok(InvitationList {
-        invitations: p.items,
-        total: p.total,
-        page: page.page,
-        limit: page.limit,
-    }))
+    Ok(ok(InvitationList { invitations: p.items, total: p.total, page: page.page, limit: page.limit }))
 }
 
 /// Invites an email with a role (admin). The token and accept URL are in this response only.
@@ -39,15 +34,8 @@ pub async fn create_invitation(
     Path(ws): Path<String>,
     ApiJson(body): ApiJson<CreateInvitationRequest>,
 ) -> Result<Response, ApiError> {
-    let c = state
-        .services
-        .create_invitation(&actor, &ws, &body.email, body.role.unwrap_or(Role::Member))
-        .await?;
-    Ok(created(CreatedInvitationView {
-        invitation: c.invitation,
-        token: c.token,
-        accept_url: c.accept_url,
-    }))
+    let c = state.services.create_invitation(&actor, &ws, &body.email, body.role.unwrap_or(Role::Member)).await?;
+    Ok(created(CreatedInvitationView { invitation: c.invitation, token: c.token, accept_url: c.accept_url }))
 }
 
 /// Deletes an invitation (admin); its token stops working.
@@ -75,22 +63,13 @@ pub async fn accept_invitation(
     Path(token): Path<String>,
     parts: Parts,
     body: Bytes,
-) -> Result<Response, Response> {
-    let body: AcceptInvitationRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        AcceptInvitationRequest::default()
-    } else {
-        parse_json(&body)?
-    };
+) -> Result<Response, ApiError> {
+    let body: AcceptInvitationRequest =
+        if body.iter().all(u8::is_ascii_whitespace) { AcceptInvitationRequest::default() } else { parse_json(&body)? };
     let r = state
         .services
-        .accept_invitation(
-            &token,
-            body.password.as_deref(),
-            body.name.as_deref(),
-            client_ip(&parts),
-        )
-        .await
-        .map_err(|e| axum::response::IntoResponse::into_response(ApiError(e)))?;
+        .accept_invitation(&token, body.password.as_deref(), body.name.as_deref(), client_ip(&parts))
+        .await?;
     Ok(ok(AcceptedView {
         user: r.user,
         workspace: WorkspaceView::new(r.workspace, r.role),

@@ -18,12 +18,7 @@ pub async fn list_members(
     Pagination(page): Pagination,
 ) -> Result<Response, ApiError> {
     let p = state.services.list_members(&actor, &ws, page).await?;
-    Ok(ok(MemberList {
-        members: p.items,
-        total: p.total,
-        page: page.page,
-        limit: page.limit,
-    }))
+    Ok(ok(MemberList { members: p.items, total: p.total, page: page.page, limit: page.limit }))
 }
 
 /// Adds an existing user with a role no higher than the caller's (admin).
@@ -36,12 +31,7 @@ pub async fn add_member(
     Path(ws): Path<String>,
     ApiJson(body): ApiJson<AddMemberRequest>,
 ) -> Result<Response, ApiError> {
-    Ok(created(
-        state
-            .services
-            .add_member(&actor, &ws, &body.user_id, body.role)
-            .await?,
-    ))
+    Ok(created(state.services.add_member(&actor, &ws, &body.user_id, body.role).await?))
 }
 
 /// Changes a member's role (admin; owners only by owners). The last owner cannot be demoted (409).
@@ -55,10 +45,7 @@ pub async fn update_member(
     Path((ws, user_id)): Path<(String, String)>,
     ApiJson(body): ApiJson<UpdateMemberRequest>,
 ) -> Result<Response, ApiError> {
-    Ok(ok(state
-        .services
-        .update_member(&actor, &ws, &user_id, body.role)
-        .await?))
+    Ok(ok(state.services.update_member(&actor, &ws, &user_id, body.role).await?))
 }
 
 /// Removes a member (admin), or leaves (any member, own id). Their keys for this workspace are revoked.
@@ -72,8 +59,5 @@ pub async fn remove_member(
     Path((ws, user_id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     state.services.remove_member(&actor, &ws, &user_id).await?;
-    Ok(ok(Deleted {
-        id: user_id,
-        deleted: true,
-    }))
+    Ok(ok(Deleted { id: user_id, deleted: true }))
 }

@@ -30,26 +30,12 @@ pub struct Envelope<T> {
 
 /// 200 with the envelope.
 pub fn ok<T: Serialize>(data: T) -> Response {
-    (
-        StatusCode::OK,
-        Json(Envelope {
-            success: true,
-            data,
-        }),
-    )
-        .into_response()
+    (StatusCode::OK, Json(Envelope { success: true, data })).into_response()
 }
 
 /// 201 with the envelope.
 pub fn created<T: Serialize>(data: T) -> Response {
-    (
-        StatusCode::CREATED,
-        Json(Envelope {
-            success: true,
-            data,
-        }),
-    )
-        .into_response()
+    (StatusCode::CREATED, Json(Envelope { success: true, data })).into_response()
 }
 
 #[derive(OpenApi)]
@@ -65,18 +51,11 @@ struct Security;
 impl Modify for Security {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "api_key",
-            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
-        );
+        components
+            .add_security_scheme("api_key", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))));
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("berth_sk_…")
-                    .build(),
-            ),
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("berth_sk_…").build()),
         );
         components.add_security_scheme(
             "session",
@@ -93,21 +72,11 @@ pub fn router(state: AppState) -> Router<AppState> {
         .routes(routes!(accounts::login))
         .routes(routes!(accounts::logout))
         .routes(routes!(accounts::me))
-        .routes(routes!(
-            workspaces::list_workspaces,
-            workspaces::create_workspace
-        ))
-        .routes(routes!(
-            workspaces::get_workspace,
-            workspaces::update_workspace,
-            workspaces::delete_workspace
-        ))
+        .routes(routes!(workspaces::list_workspaces, workspaces::create_workspace))
+        .routes(routes!(workspaces::get_workspace, workspaces::update_workspace, workspaces::delete_workspace))
         .routes(routes!(members::list_members, members::add_member))
         .routes(routes!(members::update_member, members::remove_member))
-        .routes(routes!(
-            invitations::list_invitations,
-            invitations::create_invitation
-        ))
+        .routes(routes!(invitations::list_invitations, invitations::create_invitation))
         .routes(routes!(invitations::delete_invitation))
         .routes(routes!(invitations::accept_invitation))
         .routes(routes!(api_keys::list_api_keys, api_keys::create_api_key))
@@ -118,19 +87,12 @@ pub fn router(state: AppState) -> Router<AppState> {
     routes
         .route(
             "/api/openapi.json",
-            axum::routing::get(move || async move {
-                ([(header::CONTENT_TYPE, "application/json")], spec)
-            }),
+            axum::routing::get(move || async move { ([(header::CONTENT_TYPE, "application/json")], spec) }),
         )
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            extract::limit_declared_length,
-        ))
-        .layer(axum::extract::DefaultBodyLimit::max(
-            state.services.config().max_body_bytes,
-        ))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), extract::limit_declared_length))
+        .layer(axum::extract::DefaultBodyLimit::max(state.services.config().max_body_bytes))
 }
 
 async fn route_not_found(uri: axum::http::Uri) -> Response {

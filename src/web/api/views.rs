@@ -50,14 +50,7 @@ pub struct WorkspaceView {
 
 impl WorkspaceView {
     pub fn new(w: Workspace, role: Role) -> Self {
-        WorkspaceView {
-            id: w.id,
-            name: w.name,
-            slug: w.slug,
-            namespace: w.namespace,
-            created_at: w.created_at,
-            role,
-        }
+        WorkspaceView { id: w.id, name: w.name, slug: w.slug, namespace: w.namespace, created_at: w.created_at, role }
     }
 }
 

@@ -18,17 +18,8 @@ pub async fn list_workspaces(
     Pagination(page): Pagination,
 ) -> Result<Response, ApiError> {
     let p = state.services.list_workspaces(&actor, page).await?;
-    let workspaces = p
-        .items
-        .into_iter()
-        .map(|(w, r)| WorkspaceView::new(w, r))
-        .collect();
-    Ok(ok(WorkspaceList {
-        workspaces,
-        total: p.total,
-        page: page.page,
-        limit: page.limit,
-    }))
+    let workspaces = p.items.into_iter().map(|(w, r)| WorkspaceView::new(w, r)).collect();
+    Ok(ok(WorkspaceList { workspaces, total: p.total, page: page.page, limit: page.limit }))
 }
 
 /// Creates a workspace; the caller becomes its owner. The slug is derived from the name when omitted.
@@ -39,10 +30,7 @@ pub async fn create_workspace(
     Auth(actor): Auth,
     ApiJson(body): ApiJson<CreateWorkspaceRequest>,
 ) -> Result<Response, ApiError> {
-    let ws = state
-        .services
-        .create_workspace(&actor, &body.name, body.slug.as_deref())
-        .await?;
+    let ws = state.services.create_workspace(&actor, &body.name, body.slug.as_deref()).await?;
     Ok(created(WorkspaceView::new(ws, crate::domain::Role::Owner)))
 }
 
@@ -68,17 +56,8 @@ pub async fn update_workspace(
     Path(ws): Path<String>,
     ApiJson(body): ApiJson<UpdateWorkspaceRequest>,
 ) -> Result<Response, ApiError> {
-    let updated = state
-        .services
-        .update_workspace(
-            &actor,
-            &ws,
-            WorkspacePatch {
-                name: body.name,
-                slug: body.slug,
-            },
-        )
-        .await?;
+    let updated =
+        state.services.update_workspace(&actor, &ws, WorkspacePatch { name: body.name, slug: body.slug }).await?;
     let access = state.services.access(&actor, &updated.slug).await?;
     Ok(ok(WorkspaceView::new(updated, access.role)))
 }
@@ -93,10 +72,7 @@ pub async fn delete_workspace(
 ) -> Result<Response, ApiError> {
     let access = state.services.access(&actor, &ws).await?;
     state.services.delete_workspace(&actor, &ws).await?;
-    Ok(ok(Deleted {
-        id: access.workspace.id,
-        deleted: true,
-    }))
+    Ok(ok(Deleted { id: access.workspace.id, deleted: true }))
 }
 
 /// Who did what, when, from which key or session (admin). Newest first.
@@ -109,10 +85,5 @@ pub async fn list_audit(
     Pagination(page): Pagination,
 ) -> Result<Response, ApiError> {
     let p = state.services.list_audit(&actor, &ws, page).await?;
-    Ok(ok(AuditList {
-        entries: p.items,
-        total: p.total,
-        page: page.page,
-        limit: page.limit,
-    }))
+    Ok(ok(AuditList { entries: p.items, total: p.total, page: page.page, limit: page.limit }))
 }
