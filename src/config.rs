@@ -154,7 +154,7 @@ impl Config {
             let text =
                 std::fs::read_to_string(&path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
             let file: Layer = toml::from_str(&text)
-                .map_err(|e| ConfigError::Parse { path: path.clone(), message: e.message().to_owned() })?;
+                .map_err(|e| ConfigError::Parse { path: path.clone(), message: e.to_string().trim_end().to_owned() })?;
             merged.merge(file, &path.display().to_string(), &mut sources);
         }
 

@@ -1,1 +1,11 @@
+//! One integration test binary: boots Berth in-process (or as the real binary) against real SQLite, a real
+//! Docker engine and real HTTP, and checks what a user of the API would notice.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod accounts;
+mod api_keys;
+mod binary;
+mod members;
+mod openapi;
+mod support;
+mod workspaces;
