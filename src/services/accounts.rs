@@ -200,9 +200,19 @@ impl Services {
     }
 
     /// `POST /auth/logout`: ends the session the cookie names.
-    pub async fn logout(&self, session_token: &str) -> Result<(), ServiceError> {
+    pub async fn logout(&self, actor: &Actor, session_token: &str) -> Result<(), ServiceError> {
         let hash = crypto::digest(session_token);
-        self.store.write(move |tx| store::sessions::delete(tx, &hash).map_err(ServiceError::from)).await
+        let actor = actor.clone();
+        self.store
+            .write(move |tx| {
+                store::sessions::delete(tx, &hash)?;
+                store::audit::insert(
+                    tx,
+                    &actor.audit(None, "auth.logout", actor.user.email.clone(), serde_json::json!({})),
+                )?;
+                Ok(())
+            })
+            .await
     }
 
     /// Resolves a session cookie into an actor; `None` for unknown or expired sessions.

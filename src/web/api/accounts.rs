@@ -95,9 +95,9 @@ pub async fn login(
 /// Ends the current session and clears its cookie.
 #[utoipa::path(post, path = "/api/auth/logout", tag = "auth",
     responses((status = 200, description = "Signed out", body = Envelope<bool>), CommonErrors))]
-pub async fn logout(State(state): State<AppState>, Auth(_actor): Auth, parts: Parts) -> Result<Response, ApiError> {
+pub async fn logout(State(state): State<AppState>, Auth(actor): Auth, parts: Parts) -> Result<Response, ApiError> {
     if let Some(token) = session_cookie(&parts) {
-        state.services.logout(&token).await?;
+        state.services.logout(&actor, &token).await?;
     }
     let mut response = ok(true);
     if let Some(c) = session_cookie_header(&state, "", 0) {
