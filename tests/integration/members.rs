@@ -119,7 +119,7 @@ async fn roles_bound_what_members_and_admins_may_do() {
         .expect(200);
     assert_eq!(r.data()["role"], json!("admin"));
     env.patch(&format!("/api/workspaces/acme/members/{member_id}"), &admin, json!({"role": "boss"})).await.expect(400);
-    env.patch(&format!("/api/workspaces/acme/members/nobody"), &admin, json!({"role": "member"})).await.expect(404);
+    env.patch("/api/workspaces/acme/members/nobody", &admin, json!({"role": "member"})).await.expect(404);
 }
 
 #[tokio::test]
