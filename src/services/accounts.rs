@@ -26,6 +26,19 @@ pub struct LoginResult {
     pub expires_at: Timestamp,
 }
 
+/// How long a resolved key may be reused without a write in between; bounds how late a change made by another
+/// process (`berth admin` on the same data dir) is seen.
+const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
+/// Most keys kept resolved at once.
+const KEY_CACHE_MAX: usize = 10_000;
+
+/// A resolved key and the store generation it was read at.
+pub(crate) struct CachedKey {
+    record: KeyRecord,
+    generation: u64,
+    at: Instant,
+}
+
 /// How often a key's `last_used_at` is written at most.
 const TOUCH_EVERY: Duration = Duration::from_secs(60);
 
@@ -236,8 +249,7 @@ impl Services {
             ));
         }
         let hash = crypto::digest(key);
-        let h = hash.clone();
-        let record: Option<KeyRecord> = self.store.read(move |c| store::api_keys::by_hash(c, &h)).await?;
+        let record = self.key_record(&hash).await?;
         let record = record
             .filter(|r| crypto::digests_equal(&r.key_hash, &hash))
             .ok_or_else(|| ServiceError::unauthorized("invalid_api_key", "API key is not valid"))?;
@@ -271,6 +283,29 @@ impl Services {
             },
             ip,
         })
+    }
+
+    /// The key with this digest, from the cache when nothing was written since it was read (and it is younger
+    /// than [`KEY_CACHE_TTL`]), else from the database. Any committed write (revocation, role change, member
+    /// removal…) invalidates every entry, so revocation stays immediate.
+    async fn key_record(&self, hash: &[u8]) -> Result<Option<KeyRecord>, ServiceError> {
+        let generation = self.store.generation();
+        if let Ok(cache) = self.key_cache.lock()
+            && let Some(hit) = cache.get(hash)
+            && hit.generation == generation
+            && hit.at.elapsed() < KEY_CACHE_TTL
+        {
+            return Ok(Some(hit.record.clone()));
+        }
+        let h = hash.to_vec();
+        let record: Option<KeyRecord> = self.store.read(move |c| store::api_keys::by_hash(c, &h)).await?;
+        if let (Some(record), Ok(mut cache)) = (&record, self.key_cache.lock()) {
+            if cache.len() >= KEY_CACHE_MAX {
+                cache.clear();
+            }
+            cache.insert(hash.to_vec(), CachedKey { record: record.clone(), generation, at: Instant::now() });
+        }
+        Ok(record)
     }
 
     /// Writes `last_used_at` in the background, at most once a minute per key.

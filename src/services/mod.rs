@@ -39,6 +39,8 @@ pub struct Services {
     setup_token: Mutex<Option<Vec<u8>>>,
     /// When each key's `last_used_at` was last written, so a busy key costs one write a minute, not one a request.
     key_touches: Mutex<HashMap<String, Instant>>,
+    /// Recently resolved API keys by digest, valid while the store's write generation is unchanged.
+    key_cache: Mutex<HashMap<Vec<u8>, accounts::CachedKey>>,
 }
 
 /// A shared handle to the services.
@@ -54,6 +56,7 @@ impl Services {
             docker,
             setup_token: Mutex::new(None),
             key_touches: Mutex::new(HashMap::new()),
+            key_cache: Mutex::new(HashMap::new()),
         }
     }
 

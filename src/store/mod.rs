@@ -14,6 +14,7 @@ pub mod workspaces;
 use crate::domain::Timestamp;
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -56,6 +57,8 @@ pub struct Store {
 
 struct Inner {
     path: PathBuf,
+    /// Bumped after every committed write, so callers can cache reads until anything changes.
+    generation: AtomicU64,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
 }
@@ -74,6 +77,7 @@ impl Store {
         Ok(Store {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
+                generation: AtomicU64::new(0),
                 writer: Mutex::new(writer),
                 readers: Mutex::new(Vec::new()),
             }),
@@ -83,6 +87,13 @@ impl Store {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// A number that changes whenever a write through this handle commits. A value read from the database
+    /// after observing generation `g` is still current while `generation()` returns `g` (writes made by another
+    /// process, such as `berth admin`, are not seen: caches keyed on this must also expire by time).
+    pub fn generation(&self) -> u64 {
+        self.inner.generation.load(Ordering::Acquire)
     }
 
     /// Runs `f` on a read connection, on a blocking thread.
@@ -125,6 +136,7 @@ impl Store {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(StoreError::from)?;
             let value = f(&tx)?;
             tx.commit().map_err(StoreError::from)?;
+            inner.generation.fetch_add(1, Ordering::Release);
             Ok(value)
         })
         .await
@@ -141,6 +153,7 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(Duration::from_secs(5))?;
+    conn.set_prepared_statement_cache_capacity(128);
     conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;")?;
     Ok(conn)
 }

@@ -24,17 +24,16 @@ pub fn insert(conn: &Connection, ws: &Workspace) -> Result<(), StoreError> {
 }
 
 pub fn by_slug(conn: &Connection, slug: &str) -> Result<Option<Workspace>, StoreError> {
-    Ok(conn.query_row("SELECT * FROM workspaces WHERE slug = ?1", [slug], from_row).optional()?)
+    Ok(conn.prepare_cached("SELECT * FROM workspaces WHERE slug = ?1")?.query_row([slug], from_row).optional()?)
 }
 
 /// The workspace with `slug` and the user's role in it, or `None` when it does not exist or they are no member.
 pub fn for_member(conn: &Connection, user_id: &str, slug: &str) -> Result<Option<(Workspace, Role)>, StoreError> {
     Ok(conn
-        .query_row(
+        .prepare_cached(
             "SELECT w.*, m.role FROM workspaces w JOIN members m ON m.workspace_id = w.id WHERE w.slug = ?1 AND m.user_id = ?2",
-            params![slug, user_id],
-            |r| Ok((from_row(r)?, role(r, "role")?)),
-        )
+        )?
+        .query_row(params![slug, user_id], |r| Ok((from_row(r)?, role(r, "role")?)))
         .optional()?)
 }
 
@@ -45,11 +44,9 @@ pub fn list_for_member(
     only: Option<&str>,
     page: PageRequest,
 ) -> Result<Paged<(Workspace, Role)>, StoreError> {
-    let total = conn.query_row(
-        "SELECT COUNT(*) FROM members m WHERE m.user_id = ?1 AND (?2 IS NULL OR m.workspace_id = ?2)",
-        params![user_id, only],
-        |r| r.get(0),
-    )?;
+    let total = conn
+        .prepare_cached("SELECT COUNT(*) FROM members m WHERE m.user_id = ?1 AND (?2 IS NULL OR m.workspace_id = ?2)")?
+        .query_row(params![user_id, only], |r| r.get(0))?;
     let mut stmt = conn.prepare_cached(
         "SELECT w.*, m.role FROM workspaces w JOIN members m ON m.workspace_id = w.id
          WHERE m.user_id = ?1 AND (?2 IS NULL OR w.id = ?2) ORDER BY w.created_at, w.id LIMIT ?3 OFFSET ?4",
