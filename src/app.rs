@@ -52,7 +52,9 @@ pub async fn start(config: Arc<Config>, listeners: Listeners) -> anyhow::Result<
         .await?
         .with_context(|| format!("while opening the database in {}", config.data_dir.display()))?;
     let docker = Arc::new(DockerClient::new(&config.docker_host));
-    let services: SharedServices = Arc::new(Services::new(config.clone(), store, docker));
+    let secrets = crate::services::Secrets::load(&config.secret_key_file)
+        .with_context(|| format!("while loading the secret key {}", config.secret_key_file.display()))?;
+    let services: SharedServices = Arc::new(Services::new(config.clone(), store, docker, secrets));
 
     let setup_token = services.prepare_setup().await.context("while preparing first-run setup")?;
     if let Some(token) = &setup_token {

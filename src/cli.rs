@@ -70,6 +70,13 @@ pub enum AdminCommand {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Re-encrypt every secret (env var secrets, git tokens, deploy keys, webhook secrets) under a new key.
+    /// The previous key is kept as <key file>.old (still read, never written); restart a running server so new
+    /// values are sealed under the new key.
+    RotateSecretKey {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
 }
 
 /// Flags shared by every command that reads the configuration.
@@ -190,14 +197,30 @@ async fn healthcheck(config: Config) -> anyhow::Result<ExitCode> {
 
 async fn admin(cmd: AdminCommand) -> anyhow::Result<ExitCode> {
     let args = match &cmd {
-        AdminCommand::CreateUser { config, .. } | AdminCommand::CreateKey { config, .. } => config.clone(),
+        AdminCommand::CreateUser { config, .. }
+        | AdminCommand::CreateKey { config, .. }
+        | AdminCommand::RotateSecretKey { config } => config.clone(),
     };
     let config = Arc::new(args.load()?);
     init_logging(config.log_format, "warn");
     let db_path = config.database_path();
     let store = tokio::task::spawn_blocking(move || Store::open(&db_path)).await??;
+    if let AdminCommand::RotateSecretKey { .. } = cmd {
+        let r = crate::services::secrets::rotate(&store, &config.secret_key_file).await?;
+        println!(
+            "re-encrypted {} secret variables and {} git connections: key {} → {}",
+            r.variables, r.git_connections, r.old_key_id, r.new_key_id
+        );
+        println!(
+            "the previous key is kept as {}; restart berth serve, and back up the new key file with the database",
+            crate::crypto::keyring::sibling(&config.secret_key_file, "old").display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let docker = Arc::new(crate::docker::DockerClient::new(&config.docker_host));
-    let services = Services::new(config, store, docker);
+    let secrets = crate::services::Secrets::load(&config.secret_key_file)
+        .with_context(|| format!("while loading the secret key {}", config.secret_key_file.display()))?;
+    let services = Services::new(config, store, docker, secrets);
     match cmd {
         AdminCommand::CreateUser { email, password, workspace, .. } => {
             let (user, ws) = services.create_user(&email, &password, workspace.as_deref()).await?;
@@ -226,6 +249,7 @@ async fn admin(cmd: AdminCommand) -> anyhow::Result<ExitCode> {
             );
             println!("{}", created.key);
         }
+        AdminCommand::RotateSecretKey { .. } => {}
     }
     Ok(ExitCode::SUCCESS)
 }

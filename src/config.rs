@@ -41,6 +41,16 @@ pub struct Config {
     pub login_attempts_per_minute: u32,
     pub invitation_ttl_days: u32,
     pub session_ttl_hours: u32,
+    /// The key that encrypts secret values at rest (32 random bytes, hex); created with mode 0600 at first run.
+    pub secret_key_file: PathBuf,
+    /// Most replicas a project may ask for.
+    pub max_replicas: u32,
+    /// Whether `repo_url` may be a path on this machine (`/srv/git/app` or `file://…`).
+    pub allow_local_repos: bool,
+    /// How long one git operation (ls-remote, fetch) may take.
+    pub git_timeout_secs: u32,
+    /// Projects get `<project>.<workspace>.<base_domain>` as their default domain.
+    pub base_domain: String,
 }
 
 /// A configuration value that cannot be used: which key, from where, and why.
@@ -90,6 +100,11 @@ layer! {
     login_attempts_per_minute: u32,
     invitation_ttl_days: u32,
     session_ttl_hours: u32,
+    secret_key_file: PathBuf,
+    max_replicas: u32,
+    allow_local_repos: bool,
+    git_timeout_secs: u32,
+    base_domain: String,
 }
 
 /// The annotated example printed by `berth config print-default`; every value is the default.
@@ -131,6 +146,24 @@ invitation_ttl_days = 7
 
 # How long a dashboard session lasts, in hours.
 session_ttl_hours = 168
+
+# The key that encrypts secret env vars, git tokens and deploy keys at rest: 32 random bytes in hex, created
+# with mode 0600 at first run. Back it up with the database: without it secret values cannot be read.
+# Default: <data_dir>/secret.key
+# secret_key_file = "/var/lib/berth/secret.key"
+
+# Most replicas one project may run.
+max_replicas = 10
+
+# Whether a project's repo_url may be a path on this machine (/srv/git/app.git or file:///srv/git/app.git).
+# Off by default: anyone who can create a project could otherwise read any repository this host can.
+allow_local_repos = false
+
+# How long one git operation (listing branches, fetching a commit) may take, in seconds.
+git_timeout_secs = 120
+
+# Projects are reachable at <project>.<workspace>.<base_domain>.
+base_domain = "localhost"
 "#;
 
 impl Config {
@@ -167,7 +200,6 @@ impl Config {
     pub fn for_data_dir(data_dir: PathBuf) -> Config {
         let any = SocketAddr::from(([127, 0, 0, 1], 0));
         Config {
-            data_dir,
             listen: any,
             http_listen: any,
             https_listen: any,
@@ -179,6 +211,12 @@ impl Config {
             login_attempts_per_minute: 10,
             invitation_ttl_days: 7,
             session_ttl_hours: 168,
+            secret_key_file: data_dir.join("secret.key"),
+            max_replicas: 10,
+            allow_local_repos: false,
+            git_timeout_secs: 120,
+            base_domain: "localhost".into(),
+            data_dir,
         }
     }
 
@@ -249,8 +287,24 @@ impl Config {
             }
         };
 
+        let secret_key_file = l.secret_key_file.unwrap_or_else(|| data_dir.join("secret.key"));
+        let base_domain = l.base_domain.unwrap_or_else(|| "localhost".into()).trim_end_matches('.').to_ascii_lowercase();
+        let label_ok = |p: &str| {
+            !p.is_empty()
+                && p.len() <= 63
+                && !p.starts_with('-')
+                && !p.ends_with('-')
+                && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        };
+        if base_domain.len() > 200 || !base_domain.split('.').all(label_ok) {
+            return Err(invalid("base_domain", format!("'{base_domain}' is not a domain name like apps.example.com")));
+        }
+        let max_replicas = l.max_replicas.unwrap_or(10);
+        if max_replicas > 1000 {
+            return Err(invalid("max_replicas", "must be at most 1000".into()));
+        }
+
         Ok(Config {
-            data_dir,
             listen,
             http_listen,
             https_listen,
@@ -262,6 +316,12 @@ impl Config {
             login_attempts_per_minute: positive("login_attempts_per_minute", l.login_attempts_per_minute, 10)?,
             invitation_ttl_days: positive("invitation_ttl_days", l.invitation_ttl_days, 7)?,
             session_ttl_hours: positive("session_ttl_hours", l.session_ttl_hours, 168)?,
+            secret_key_file,
+            max_replicas,
+            allow_local_repos: l.allow_local_repos.unwrap_or(false),
+            git_timeout_secs: positive("git_timeout_secs", l.git_timeout_secs, 120)?,
+            base_domain,
+            data_dir,
         })
     }
 }
@@ -273,9 +333,11 @@ fn env_layer(env: &BTreeMap<String, String>) -> Result<Layer, ConfigError> {
     for key in Layer::KEYS {
         let var = format!("BERTH_{}", key.to_uppercase());
         let Some(value) = env.get(&var) else { continue };
-        let v = match value.parse::<i64>() {
-            Ok(n) => toml::Value::Integer(n),
-            Err(_) => toml::Value::String(value.clone()),
+        let v = match (value.parse::<i64>(), value.as_str()) {
+            (Ok(n), _) => toml::Value::Integer(n),
+            (_, "true") => toml::Value::Boolean(true),
+            (_, "false") => toml::Value::Boolean(false),
+            _ => toml::Value::String(value.clone()),
         };
         let table = toml::Table::from_iter([((*key).to_owned(), v)]);
         let one = Layer::deserialize(table).map_err(|e| ConfigError::Invalid {
@@ -316,6 +378,24 @@ mod tests {
         assert_eq!(c.api_requests_per_minute, 600);
         assert_eq!(c.max_body_bytes, 1 << 20);
         assert_eq!(c.public_url, "http://127.0.0.1:7080");
+        assert_eq!(c.max_replicas, 10);
+        assert!(!c.allow_local_repos);
+        assert_eq!(c.base_domain, "localhost");
+        assert_eq!(c.secret_key_file, c.data_dir.join("secret.key"));
+    }
+
+    #[test]
+    fn booleans_and_paths_come_from_the_environment() {
+        let c = Config::load(
+            None,
+            &env(&[("BERTH_ALLOW_LOCAL_REPOS", "true"), ("BERTH_SECRET_KEY_FILE", "/run/keys/berth.key")]),
+            Layer::default(),
+        )
+        .unwrap();
+        assert!(c.allow_local_repos);
+        assert_eq!(c.secret_key_file, PathBuf::from("/run/keys/berth.key"));
+        let e = Config::load(None, &env(&[("BERTH_BASE_DOMAIN", "not a domain")]), Layer::default()).unwrap_err();
+        assert!(e.to_string().contains("base_domain"), "{e}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Berth: a self-hosted PaaS in one binary. See README.md for the map of modules.
 
 pub mod app;
+pub mod build;
 pub mod cli;
 pub mod config;
 pub mod crypto;

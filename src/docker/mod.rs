@@ -83,4 +83,21 @@ impl DockerClient {
         }
         result
     }
+
+    /// The engine host's cores and memory in bytes (`docker info`), within `timeout`.
+    pub async fn capacity(&self, timeout: Duration) -> Result<(u32, u64), DockerError> {
+        let attempt = async {
+            let docker = self.client().await?;
+            let info = docker.info().await?;
+            let cpus = info.ncpu.and_then(|n| u32::try_from(n).ok()).unwrap_or(1);
+            let mem = info.mem_total.and_then(|n| u64::try_from(n).ok()).unwrap_or(0);
+            Ok::<_, DockerError>((cpus, mem))
+        };
+        tokio::time::timeout(timeout, attempt).await.unwrap_or_else(|_| {
+            Err(DockerError::Unreachable {
+                host: self.host.clone(),
+                message: format!("no answer within {} ms", timeout.as_millis()),
+            })
+        })
+    }
 }

@@ -1,5 +1,7 @@
 //! Pure types and rules: identifiers, slugs, roles and input validation. No I/O, no async.
 
+pub mod env;
+pub mod project;
 mod role;
 mod slug;
 mod types;
@@ -7,6 +9,8 @@ mod validate;
 
 pub use role::Role;
 pub use slug::{Slug, derive_slug};
+pub use env::{Scope, Variable};
+pub use project::{BuildConfig, Builder, Environment, Limits, PRODUCTION, Project, RuntimeConfig, Volume};
 pub use types::*;
 pub use validate::{Invalid, validate_email, validate_name, validate_password};
 

@@ -32,6 +32,13 @@ pub enum ServiceError {
     /// 429: too many requests; retry after this many seconds.
     #[error("rate limit exceeded; retry in {retry_after} s")]
     RateLimited { retry_after: u64, message: String },
+    /// 400 with its own code: a request that is well-formed but that a remote (a git server) refused; the
+    /// message says what the remote said and what to change.
+    #[error("{message}")]
+    Rejected { code: &'static str, message: String },
+    /// 502: a remote Berth talks to on the caller's behalf (a git host) is unreachable or too slow.
+    #[error("{message}")]
+    Upstream { code: &'static str, message: String },
     /// 503: a dependency (the Docker engine) is unreachable.
     #[error("{0}")]
     Unavailable(String),

@@ -6,19 +6,27 @@ mod accounts;
 mod api_keys;
 mod audit;
 mod error;
+mod git;
 mod health;
 mod invitations;
 mod members;
+mod projects;
 mod ratelimit;
+pub mod secrets;
+mod variables;
 mod workspaces;
 
 pub use access::{Access, Actor, Via};
 pub use accounts::{LoginResult, SetupResult};
 pub use api_keys::{CreatedApiKey, NewKey};
 pub use error::ServiceError;
+pub use git::{DeployKeyView, DetectResult, GitConnection, GitInput, GitTestResult, WebhookView};
 pub use health::{DockerHealth, Health};
 pub use invitations::{AcceptResult, CreatedInvitation};
+pub use projects::{BuildPatch, ProjectInput, RuntimePatch};
 pub use ratelimit::RateLimiter;
+pub use secrets::Secrets;
+pub use variables::{BulkItem, BulkResult, ResolvedVariable, VarTarget};
 pub use workspaces::WorkspacePatch;
 
 use crate::config::Config;
@@ -33,6 +41,8 @@ pub struct Services {
     pub(crate) config: Arc<Config>,
     pub(crate) store: Store,
     pub(crate) docker: Arc<DockerClient>,
+    /// Seals and opens secret values.
+    pub(crate) secrets: Secrets,
     api_limiter: RateLimiter,
     login_limiter: RateLimiter,
     /// Digest of the one-time setup token, while no user exists.
@@ -47,13 +57,14 @@ pub struct Services {
 pub type SharedServices = Arc<Services>;
 
 impl Services {
-    pub fn new(config: Arc<Config>, store: Store, docker: Arc<DockerClient>) -> Services {
+    pub fn new(config: Arc<Config>, store: Store, docker: Arc<DockerClient>, secrets: Secrets) -> Services {
         Services {
             api_limiter: RateLimiter::new(config.api_requests_per_minute),
             login_limiter: RateLimiter::new(config.login_attempts_per_minute),
             config,
             store,
             docker,
+            secrets,
             setup_token: Mutex::new(None),
             key_touches: Mutex::new(HashMap::new()),
             key_cache: Mutex::new(HashMap::new()),

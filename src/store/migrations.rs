@@ -5,7 +5,10 @@ use rusqlite::Connection;
 use std::path::Path;
 
 /// Every migration, in order. The file name's number is its position.
-pub const MIGRATIONS: &[(&str, &str)] = &[("0001_foundation", include_str!("../../migrations/0001_foundation.sql"))];
+pub const MIGRATIONS: &[(&str, &str)] = &[
+    ("0001_foundation", include_str!("../../migrations/0001_foundation.sql")),
+    ("0002_projects", include_str!("../../migrations/0002_projects.sql")),
+];
 
 /// The schema version a database is at (the number of migrations applied).
 pub fn schema_version(conn: &Connection) -> Result<i64, StoreError> {

@@ -4,11 +4,14 @@
 
 pub mod api_keys;
 pub mod audit;
+pub mod git;
 pub mod invitations;
 pub mod members;
 mod migrations;
+pub mod projects;
 pub mod sessions;
 pub mod users;
+pub mod variables;
 pub mod workspaces;
 
 use crate::domain::Timestamp;

@@ -7,5 +7,7 @@ mod api_keys;
 mod binary;
 mod members;
 mod openapi;
+mod projects;
 mod support;
+mod variables;
 mod workspaces;

@@ -128,6 +128,43 @@ impl TestEnv {
         self.call(Method::PATCH, path, cred, Some(body)).await
     }
 
+    pub async fn put(&self, path: &str, cred: &Cred, body: Value) -> Reply {
+        self.call(Method::PUT, path, cred, Some(body)).await
+    }
+
+    /// Sends a raw body with a content type; the reply's `body` is JSON, or `{"raw": text}` for other answers.
+    pub async fn send_raw(&self, method: Method, path: &str, cred: &Cred, content_type: &str, body: &str) -> Reply {
+        let mut req = self.http.request(method, format!("{}{path}", self.base)).header("Content-Type", content_type);
+        if let Cred::Key(k) = cred {
+            req = req.header("X-API-Key", k);
+        }
+        let resp = req.body(body.to_owned()).send().await.unwrap();
+        let (status, headers) = (resp.status(), resp.headers().clone());
+        let text = resp.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or_else(|_| json!({ "raw": text }));
+        Reply { status, headers, body }
+    }
+
+    /// A GET whose answer is text (e.g. a dotenv export).
+    pub async fn get_text(&self, path: &str, cred: &Cred) -> (u16, String) {
+        let mut req = self.http.get(format!("{}{path}", self.base));
+        if let Cred::Key(k) = cred {
+            req = req.header("X-API-Key", k);
+        }
+        let resp = req.send().await.unwrap();
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    }
+
+    /// Stops the server, keeping the data dir (for tools that work on it while Berth is down).
+    pub async fn stop(&mut self) {
+        self.handle.take().unwrap().shutdown().await.unwrap();
+    }
+
+    /// Boots again on the same data dir and config after [`TestEnv::stop`].
+    pub async fn boot_again(self) -> TestEnv {
+        Self::boot(self.dir.clone(), self.config.clone()).await
+    }
+
     pub async fn delete(&self, path: &str, cred: &Cred) -> Reply {
         self.call(Method::DELETE, path, cred, None).await
     }

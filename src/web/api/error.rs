@@ -38,6 +38,8 @@ pub fn status_and_code(e: &ServiceError) -> (StatusCode, &'static str) {
         ServiceError::Gone { code, .. } => (StatusCode::GONE, code),
         ServiceError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
         ServiceError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+        ServiceError::Rejected { code, .. } => (StatusCode::BAD_REQUEST, code),
+        ServiceError::Upstream { code, .. } => (StatusCode::BAD_GATEWAY, code),
         ServiceError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "docker_unavailable"),
         ServiceError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
     }
@@ -84,6 +86,8 @@ mod tests {
             (ServiceError::conflict("slug_taken", "x"), 409),
             (ServiceError::Gone { code: "invitation_used", message: "x".into() }, 410),
             (ServiceError::RateLimited { retry_after: 3, message: "x".into() }, 429),
+            (ServiceError::Rejected { code: "git_auth_refused", message: "x".into() }, 400),
+            (ServiceError::Upstream { code: "git_unreachable", message: "x".into() }, 502),
             (ServiceError::Unavailable("x".into()), 503),
             (ServiceError::Internal("x".into()), 500),
         ];

@@ -90,14 +90,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                let max = state.services.config().max_body_bytes;
-                ServiceError::TooLarge(format!("request body is larger than {max} bytes"))
-            } else {
-                ServiceError::invalid("body", rejection.body_text())
-            }
-        })?;
+        let bytes = body_bytes(req, state).await?;
         Ok(ApiJson(parse_json(&bytes)?))
     }
 }
@@ -120,6 +113,50 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ServiceError> 
             ServiceError::invalid("body", inner.to_string())
         } else {
             ServiceError::invalid(path, inner.to_string())
+        }
+    })
+}
+
+/// Query parameters deserialised into `T`; a wrong value is 400 naming the parameter.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or("");
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(de).map(ApiQuery).map_err(|e| {
+            let path = e.path().to_string();
+            let field = if path == "." { "query".to_owned() } else { path };
+            ApiError(ServiceError::invalid(field, e.into_inner().to_string()))
+        })
+    }
+}
+
+/// A JSON body that may be absent: an empty body gives `T::default()`.
+pub struct OptionalJson<T>(pub T);
+
+impl<T: DeserializeOwned + Default> FromRequest<AppState> for OptionalJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let bytes = body_bytes(req, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJson(T::default()));
+        }
+        Ok(OptionalJson(parse_json(&bytes)?))
+    }
+}
+
+/// The raw body, with the limit's 413 and a 400 for an unreadable body.
+pub async fn body_bytes(req: Request, state: &AppState) -> Result<Bytes, ServiceError> {
+    Bytes::from_request(req, state).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            let max = state.services.config().max_body_bytes;
+            ServiceError::TooLarge(format!("request body is larger than {max} bytes"))
+        } else {
+            ServiceError::invalid("body", rejection.body_text())
         }
     })
 }

@@ -5,8 +5,11 @@ mod accounts;
 mod api_keys;
 pub mod error;
 pub mod extract;
+mod git;
 mod invitations;
 mod members;
+mod projects;
+mod variables;
 mod views;
 mod workspaces;
 
@@ -82,6 +85,20 @@ pub fn router(state: AppState) -> Router<AppState> {
         .routes(routes!(api_keys::list_api_keys, api_keys::create_api_key))
         .routes(routes!(api_keys::revoke_api_key))
         .routes(routes!(workspaces::list_audit))
+        .routes(routes!(projects::list_projects, projects::create_project))
+        .routes(routes!(projects::get_project, projects::update_project, projects::delete_project))
+        .routes(routes!(projects::list_environments, projects::create_environment))
+        .routes(routes!(projects::update_environment, projects::delete_environment))
+        .routes(routes!(variables::list_env, variables::create_env))
+        .routes(routes!(variables::get_env, variables::update_env, variables::delete_env))
+        .routes(routes!(variables::bulk_env))
+        .routes(routes!(variables::list_ws_vars, variables::create_ws_var))
+        .routes(routes!(variables::get_ws_var, variables::update_ws_var, variables::delete_ws_var))
+        .routes(routes!(variables::bulk_ws_vars))
+        .routes(routes!(git::get_git, git::put_git, git::delete_git))
+        .routes(routes!(git::test_git))
+        .routes(routes!(git::detect_project))
+        .routes(routes!(git::detect_repo))
         .split_for_parts();
     let spec = openapi.to_pretty_json().unwrap_or_else(|_| "{}".into());
     routes

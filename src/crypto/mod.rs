@@ -1,5 +1,7 @@
 //! Credentials: random tokens from the OS CSPRNG, SHA-256 digests for keys and tokens, argon2id for passwords.
 
+pub mod keyring;
+
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use sha2::{Digest, Sha256};

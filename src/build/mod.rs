@@ -1,0 +1,5 @@
+//! Source code before it is an image: git access (ls-remote, shallow fetch, deploy keys) and detection of what a
+//! repository is and how to build and start it.
+
+pub mod detect;
+pub mod git;
