@@ -82,6 +82,17 @@ ensure_docker() {
     systemctl enable --now docker
 }
 
+# Berth fetches repositories with the git command line (and ssh for deploy keys).
+ensure_git() {
+    if command -v git >/dev/null 2>&1 && command -v ssh >/dev/null 2>&1; then
+        say "git found: $(command -v git)"
+        return
+    fi
+    say "git or ssh not found; installing git and openssh-client"
+    DEBIAN_FRONTEND=noninteractive apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y git openssh-client
+}
+
 find_binary() {
     if [ -n "${BERTH_BINARY:-}" ]; then
         # Explicit choice: do not silently fall back to something else.
@@ -219,6 +230,7 @@ do_install() {
     # Locate the binary first so a missing build fails before apt-get runs.
     src=$(find_binary)
     ensure_docker
+    ensure_git
     install_binary "$src"
     write_default_config
     install_unit

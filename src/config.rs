@@ -288,7 +288,8 @@ impl Config {
         };
 
         let secret_key_file = l.secret_key_file.unwrap_or_else(|| data_dir.join("secret.key"));
-        let base_domain = l.base_domain.unwrap_or_else(|| "localhost".into()).trim_end_matches('.').to_ascii_lowercase();
+        let base_domain =
+            l.base_domain.unwrap_or_else(|| "localhost".into()).trim_end_matches('.').to_ascii_lowercase();
         let label_ok = |p: &str| {
             !p.is_empty()
                 && p.len() <= 63

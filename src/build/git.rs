@@ -208,7 +208,13 @@ fn default_branch(info: &RemoteInfo) -> Result<String, GitError> {
 }
 
 /// The error for a branch the remote does not have, listing the ones it has (or why they could not be listed).
-async fn branch_missing(url: &RepoUrl, branch: &str, auth: &GitAuth, opts: &GitOptions, deadline: &Deadline) -> GitError {
+async fn branch_missing(
+    url: &RepoUrl,
+    branch: &str,
+    auth: &GitAuth,
+    opts: &GitOptions,
+    deadline: &Deadline,
+) -> GitError {
     match ls_remote_until(url, auth, opts, deadline).await {
         Ok(info) => GitError::BranchMissing { branch: branch.to_owned(), available: info.branches },
         Err(e) => e,
@@ -227,7 +233,9 @@ fn plausible_branch(b: &str) -> bool {
         && !b.contains("//")
         && !b.contains("@{")
         && b != "@"
-        && !b.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '~' | '^' | ':' | '?' | '*' | '[' | '\\'))
+        && !b
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '~' | '^' | ':' | '?' | '*' | '[' | '\\'))
 }
 
 /// Makes `dest` an (empty or reusable) repository: created when missing, re-initialised when its `.git` is broken,

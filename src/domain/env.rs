@@ -45,7 +45,9 @@ pub fn validate_key(field: &'static str, key: &str) -> Result<String, Invalid> {
     } else {
         Err(Invalid::new(
             field,
-            format!("'{key}' is not a valid variable name: use letters, digits and '_', not starting with a digit (like DATABASE_URL)"),
+            format!(
+                "'{key}' is not a valid variable name: use letters, digits and '_', not starting with a digit (like DATABASE_URL)"
+            ),
         ))
     }
 }
@@ -91,7 +93,9 @@ pub fn parse_dotenv(text: &str) -> Result<Vec<(String, String)>, Invalid> {
                         buf.push('\n');
                         buf.push_str(more);
                     }
-                    None => return Err(Invalid::new("body", format!("line {n}: the value of {key} has no closing \""))),
+                    None => {
+                        return Err(Invalid::new("body", format!("line {n}: the value of {key} has no closing \"")));
+                    }
                 }
             }
         } else if let Some(body) = rest.strip_prefix('\'') {

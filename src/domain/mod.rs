@@ -7,10 +7,10 @@ mod slug;
 mod types;
 mod validate;
 
-pub use role::Role;
-pub use slug::{Slug, derive_slug};
 pub use env::{Scope, Variable};
 pub use project::{BuildConfig, Builder, Environment, Limits, PRODUCTION, Project, RuntimeConfig, Volume};
+pub use role::Role;
+pub use slug::{Slug, derive_slug};
 pub use types::*;
 pub use validate::{Invalid, validate_email, validate_name, validate_password};
 

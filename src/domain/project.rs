@@ -98,10 +98,9 @@ pub struct Limits {
 }
 
 pub fn validate_port(port: u32) -> Result<u16, Invalid> {
-    u16::try_from(port)
-        .ok()
-        .filter(|p| *p >= 1)
-        .ok_or_else(|| Invalid::new("port", format!("{port} is not a TCP port; use 1 to 65535 (the port your app listens on)")))
+    u16::try_from(port).ok().filter(|p| *p >= 1).ok_or_else(|| {
+        Invalid::new("port", format!("{port} is not a TCP port; use 1 to 65535 (the port your app listens on)"))
+    })
 }
 
 pub fn validate_replicas(replicas: u32, limits: &Limits) -> Result<u32, Invalid> {
@@ -247,12 +246,17 @@ pub fn validate_volumes(volumes: &[Volume]) -> Result<Vec<Volume>, Invalid> {
         if !name_ok {
             return Err(Invalid::new(
                 "volumes.name",
-                format!("'{name}' must be 1–63 lowercase letters, digits, '_', '.' or '-', starting with a letter or digit"),
+                format!(
+                    "'{name}' must be 1–63 lowercase letters, digits, '_', '.' or '-', starting with a letter or digit"
+                ),
             ));
         }
         let path = v.mount_path.trim().trim_end_matches('/');
         if !v.mount_path.trim().starts_with('/') {
-            return Err(Invalid::new("volumes.mount_path", format!("'{}' must be an absolute path like /data", v.mount_path)));
+            return Err(Invalid::new(
+                "volumes.mount_path",
+                format!("'{}' must be an absolute path like /data", v.mount_path),
+            ));
         }
         if path.is_empty() {
             return Err(Invalid::new("volumes.mount_path", "'/' cannot be a mount path; use a directory like /data"));
@@ -267,7 +271,10 @@ pub fn validate_volumes(volumes: &[Volume]) -> Result<Vec<Volume>, Invalid> {
             ));
         }
         if out.iter().any(|o| o.mount_path == path) {
-            return Err(Invalid::new("volumes.mount_path", format!("'{path}' is mounted twice; each volume needs its own path")));
+            return Err(Invalid::new(
+                "volumes.mount_path",
+                format!("'{path}' is mounted twice; each volume needs its own path"),
+            ));
         }
         if out.iter().any(|o| o.name == name) {
             return Err(Invalid::new("volumes.name", format!("'{name}' is used twice; volume names must be unique")));

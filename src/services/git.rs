@@ -140,7 +140,13 @@ impl Services {
     }
 
     /// `GET …/projects/:p/git`: any member; `reveal` (owner or admin, audited) shows the webhook secret.
-    pub async fn get_git(&self, actor: &Actor, ws: &str, project: &str, reveal: bool) -> Result<GitConnection, ServiceError> {
+    pub async fn get_git(
+        &self,
+        actor: &Actor,
+        ws: &str,
+        project: &str,
+        reveal: bool,
+    ) -> Result<GitConnection, ServiceError> {
         let (a, w, p) = (actor.clone(), ws.to_owned(), project.to_owned());
         let (project, row) = self
             .store
@@ -165,7 +171,13 @@ impl Services {
     /// `PUT …/projects/:p/git` (admin): connects or changes the repository. The deploy key and webhook are made
     /// once and kept across changes. Returns the connection and whether it was new (then the webhook secret is
     /// shown).
-    pub async fn put_git(&self, actor: &Actor, ws: &str, project: &str, input: GitInput) -> Result<(GitConnection, bool), ServiceError> {
+    pub async fn put_git(
+        &self,
+        actor: &Actor,
+        ws: &str,
+        project: &str,
+        input: GitInput,
+    ) -> Result<(GitConnection, bool), ServiceError> {
         let url = match (&input.repo_url, &input.repo_full_name) {
             (Some(_), Some(_)) => {
                 return Err(ServiceError::invalid("repo_url", "send repo_url or repo_full_name, not both"));
@@ -273,14 +285,22 @@ impl Services {
                 if !store::git::delete(tx, &project.id)? {
                     return Err(ServiceError::NotFound(format!("project '{}' has no git connection", project.slug)));
                 }
-                store::audit::insert(tx, &a.audit(Some(&access.workspace.id), "git.disconnect", project.slug.clone(), serde_json::json!({})))?;
+                store::audit::insert(
+                    tx,
+                    &a.audit(Some(&access.workspace.id), "git.disconnect", project.slug.clone(), serde_json::json!({})),
+                )?;
                 Ok(())
             })
             .await
     }
 
     /// The project, its connection's URL and the credentials to reach it (secrets opened).
-    async fn connection(&self, actor: &Actor, ws: &str, project: &str) -> Result<(Project, GitRow, RepoUrl, GitAuth), ServiceError> {
+    async fn connection(
+        &self,
+        actor: &Actor,
+        ws: &str,
+        project: &str,
+    ) -> Result<(Project, GitRow, RepoUrl, GitAuth), ServiceError> {
         let (a, w, p) = (actor.clone(), ws.to_owned(), project.to_owned());
         let (project, row) = self
             .store

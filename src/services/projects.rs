@@ -3,8 +3,8 @@
 use super::access::{Access, Actor, resolve};
 use super::{ServiceError, Services};
 use crate::domain::project::{
-    validate_branch, validate_command, validate_cpu, validate_environment_name, validate_health_path,
-    validate_image, validate_port, validate_ram, validate_replicas, validate_repo_path, validate_volumes,
+    validate_branch, validate_command, validate_cpu, validate_environment_name, validate_health_path, validate_image,
+    validate_port, validate_ram, validate_replicas, validate_repo_path, validate_volumes,
 };
 use crate::domain::{
     BuildConfig, Builder, Environment, Limits, PRODUCTION, PageRequest, Paged, Project, Role, RuntimeConfig, Slug,
@@ -62,7 +62,8 @@ pub(crate) fn resolve_project(
     project: &str,
 ) -> Result<(Access, Project), ServiceError> {
     let access = resolve(conn, actor, ws)?;
-    let p = store::projects::by_slug(conn, &access.workspace.id, project)?.ok_or_else(|| project_not_found(ws, project))?;
+    let p =
+        store::projects::by_slug(conn, &access.workspace.id, project)?.ok_or_else(|| project_not_found(ws, project))?;
     Ok((access, p))
 }
 
@@ -185,11 +186,17 @@ impl Services {
                 let slug = match input.slug.as_deref() {
                     Some(s) => Slug::parse(s).map_err(|m| ServiceError::invalid("slug", format!("'{s}' {m}")))?,
                     None => derive_slug(&name).ok_or_else(|| {
-                        ServiceError::invalid("slug", "cannot be derived from the name (it has no letters or digits); pass a slug")
+                        ServiceError::invalid(
+                            "slug",
+                            "cannot be derived from the name (it has no letters or digits); pass a slug",
+                        )
                     })?,
                 };
                 if slug.as_str() == "detect" {
-                    return Err(ServiceError::invalid("slug", "'detect' is reserved (POST …/projects/detect); choose another slug"));
+                    return Err(ServiceError::invalid(
+                        "slug",
+                        "'detect' is reserved (POST …/projects/detect); choose another slug",
+                    ));
                 }
                 let t = now();
                 let mut p = Project {
@@ -222,7 +229,12 @@ impl Services {
                 store::projects::insert_environment(tx, &p.id, &production)?;
                 store::audit::insert(
                     tx,
-                    &actor.audit(Some(&p.workspace_id), "project.create", p.slug.clone(), serde_json::json!({"name": p.name})),
+                    &actor.audit(
+                        Some(&p.workspace_id),
+                        "project.create",
+                        p.slug.clone(),
+                        serde_json::json!({"name": p.name}),
+                    ),
                 )?;
                 Ok(p)
             })
@@ -304,7 +316,12 @@ impl Services {
                 store::projects::delete(tx, &p.id)?;
                 store::audit::insert(
                     tx,
-                    &actor.audit(Some(&p.workspace_id), "project.delete", p.slug.clone(), serde_json::json!({"name": p.name})),
+                    &actor.audit(
+                        Some(&p.workspace_id),
+                        "project.delete",
+                        p.slug.clone(),
+                        serde_json::json!({"name": p.name}),
+                    ),
                 )?;
                 Ok(p)
             })
@@ -312,7 +329,12 @@ impl Services {
     }
 
     /// `GET …/projects/:p/environments`: any member.
-    pub async fn list_environments(&self, actor: &Actor, ws: &str, project: &str) -> Result<Vec<Environment>, ServiceError> {
+    pub async fn list_environments(
+        &self,
+        actor: &Actor,
+        ws: &str,
+        project: &str,
+    ) -> Result<Vec<Environment>, ServiceError> {
         let (actor, ws, project) = (actor.clone(), ws.to_owned(), project.to_owned());
         self.store
             .read(move |c| {
@@ -393,7 +415,13 @@ impl Services {
     }
 
     /// `DELETE …/environments/:env` (admin): removes a non-production environment and its overrides.
-    pub async fn delete_environment(&self, actor: &Actor, ws: &str, project: &str, env: &str) -> Result<Environment, ServiceError> {
+    pub async fn delete_environment(
+        &self,
+        actor: &Actor,
+        ws: &str,
+        project: &str,
+        env: &str,
+    ) -> Result<Environment, ServiceError> {
         let (actor, ws, project, env) = (actor.clone(), ws.to_owned(), project.to_owned(), env.to_owned());
         self.store
             .write(move |tx| {
@@ -409,7 +437,12 @@ impl Services {
                 store::projects::delete_environment(tx, &e.id)?;
                 store::audit::insert(
                     tx,
-                    &actor.audit(Some(&p.workspace_id), "environment.delete", format!("{}/{}", p.slug, e.name), serde_json::json!({})),
+                    &actor.audit(
+                        Some(&p.workspace_id),
+                        "environment.delete",
+                        format!("{}/{}", p.slug, e.name),
+                        serde_json::json!({}),
+                    ),
                 )?;
                 Ok(e)
             })

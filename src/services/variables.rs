@@ -71,7 +71,8 @@ fn resolve_target(conn: &Connection, actor: &Actor, ws: &str, t: &VarTarget) -> 
                     (Some(e.id), format!("{}/{}", project.slug, e.name))
                 }
             };
-            let scope = ScopeRef { workspace_id: access.workspace.id.clone(), project_id: Some(project.id), environment_id };
+            let scope =
+                ScopeRef { workspace_id: access.workspace.id.clone(), project_id: Some(project.id), environment_id };
             Ok(Resolved { access, scope, label })
         }
     }
@@ -110,7 +111,12 @@ impl Services {
     }
 
     /// The variables of one scope, secrets masked. Any member.
-    pub async fn list_variables(&self, actor: &Actor, ws: &str, target: VarTarget) -> Result<Vec<Variable>, ServiceError> {
+    pub async fn list_variables(
+        &self,
+        actor: &Actor,
+        ws: &str,
+        target: VarTarget,
+    ) -> Result<Vec<Variable>, ServiceError> {
         let (actor, ws) = (actor.clone(), ws.to_owned());
         let rows = self
             .store
@@ -131,7 +137,8 @@ impl Services {
         project: &str,
         environment: Option<&str>,
     ) -> Result<Vec<ResolvedVariable>, ServiceError> {
-        let (actor, ws, project, env) = (actor.clone(), ws.to_owned(), project.to_owned(), environment.map(str::to_owned));
+        let (actor, ws, project, env) =
+            (actor.clone(), ws.to_owned(), project.to_owned(), environment.map(str::to_owned));
         let rows = self
             .store
             .read(move |c| {
@@ -140,15 +147,17 @@ impl Services {
                 Ok::<_, ServiceError>(store::variables::applicable(c, &access.workspace.id, &p.id, &e.id)?)
             })
             .await?;
-        Ok(effective(rows).into_iter().map(|(v, overrides)| ResolvedVariable {
-            key: v.key,
-            value: if v.is_secret { MASK.to_owned() } else { v.value },
-            is_secret: v.is_secret,
-            masked: v.is_secret,
-            source: v.scope,
-            overrides,
-        })
-        .collect())
+        Ok(effective(rows)
+            .into_iter()
+            .map(|(v, overrides)| ResolvedVariable {
+                key: v.key,
+                value: if v.is_secret { MASK.to_owned() } else { v.value },
+                is_secret: v.is_secret,
+                masked: v.is_secret,
+                source: v.scope,
+                overrides,
+            })
+            .collect())
     }
 
     /// One variable. `reveal` (owner or admin) shows a secret's value and writes an `env.reveal` audit row.
@@ -205,7 +214,10 @@ impl Services {
                 let r = resolve_target(tx, &actor, &ws, &target)?;
                 r.access.require(Role::Admin, "changing environment variables")?;
                 if store::variables::list(tx, &r.scope)?.len() >= MAX_VARIABLES_PER_SCOPE {
-                    return Err(ServiceError::invalid("key", format!("{} already has {MAX_VARIABLES_PER_SCOPE} variables", r.label)));
+                    return Err(ServiceError::invalid(
+                        "key",
+                        format!("{} already has {MAX_VARIABLES_PER_SCOPE} variables", r.label),
+                    ));
                 }
                 let t = now();
                 let v = StoredVariable {
@@ -307,7 +319,13 @@ impl Services {
     }
 
     /// Removes a variable (admin).
-    pub async fn delete_variable(&self, actor: &Actor, ws: &str, target: VarTarget, key: &str) -> Result<(), ServiceError> {
+    pub async fn delete_variable(
+        &self,
+        actor: &Actor,
+        ws: &str,
+        target: VarTarget,
+        key: &str,
+    ) -> Result<(), ServiceError> {
         let (actor, ws, key) = (actor.clone(), ws.to_owned(), key.to_owned());
         self.store
             .write(move |tx| {
@@ -350,7 +368,10 @@ impl Services {
             }
         }
         if items.len() > MAX_VARIABLES_PER_SCOPE {
-            return Err(ServiceError::invalid("variables", format!("at most {MAX_VARIABLES_PER_SCOPE} variables per scope")));
+            return Err(ServiceError::invalid(
+                "variables",
+                format!("at most {MAX_VARIABLES_PER_SCOPE} variables per scope"),
+            ));
         }
         // Existing rows are read first so secrets can be compared and sealed outside the write transaction.
         let existing = self
@@ -406,14 +427,17 @@ impl Services {
             existing.iter().filter(|v| !seen.contains(&v.key)).map(|v| (v.id.clone(), v.key.clone())).collect()
         };
         result.deleted = doomed.len();
-        let expected: Vec<(String, String)> = existing.iter().map(|v| (v.id.clone(), v.updated_at.to_rfc3339())).collect();
+        let expected: Vec<(String, String)> =
+            existing.iter().map(|v| (v.id.clone(), v.updated_at.to_rfc3339())).collect();
         let (actor, ws) = (actor.clone(), ws.to_owned());
         self.store
             .write(move |tx| {
                 let r = resolve_target(tx, &actor, &ws, &target)?;
                 r.access.require(Role::Admin, "changing environment variables")?;
-                let now_rows: Vec<(String, String)> =
-                    store::variables::list(tx, &r.scope)?.iter().map(|v| (v.id.clone(), v.updated_at.to_rfc3339())).collect();
+                let now_rows: Vec<(String, String)> = store::variables::list(tx, &r.scope)?
+                    .iter()
+                    .map(|v| (v.id.clone(), v.updated_at.to_rfc3339()))
+                    .collect();
                 if now_rows != expected {
                     return Err(ServiceError::conflict(
                         "changed",
@@ -448,7 +472,13 @@ impl Services {
 
     /// The scope as a dotenv file. Secrets appear as comments unless `reveal` (owner or admin; audited), so an
     /// export can be re-imported without overwriting them.
-    pub async fn export_dotenv(&self, actor: &Actor, ws: &str, target: VarTarget, reveal: bool) -> Result<String, ServiceError> {
+    pub async fn export_dotenv(
+        &self,
+        actor: &Actor,
+        ws: &str,
+        target: VarTarget,
+        reveal: bool,
+    ) -> Result<String, ServiceError> {
         let (actor, ws) = (actor.clone(), ws.to_owned());
         let rows = self
             .store
@@ -460,7 +490,12 @@ impl Services {
                     let keys: Vec<&str> = rows.iter().filter(|v| v.is_secret).map(|v| v.key.as_str()).collect();
                     store::audit::insert(
                         tx,
-                        &actor.audit(Some(&r.access.workspace.id), "env.reveal", r.label.clone(), serde_json::json!({"keys": keys})),
+                        &actor.audit(
+                            Some(&r.access.workspace.id),
+                            "env.reveal",
+                            r.label.clone(),
+                            serde_json::json!({"keys": keys}),
+                        ),
                     )?;
                 }
                 Ok::<_, ServiceError>(rows)
@@ -469,7 +504,10 @@ impl Services {
         let mut out = String::new();
         for v in rows {
             if v.is_secret && !reveal {
-                out.push_str(&format!("# {} is a secret; export with ?reveal=true (owner or admin) to include it\n", v.key));
+                out.push_str(&format!(
+                    "# {} is a secret; export with ?reveal=true (owner or admin) to include it\n",
+                    v.key
+                ));
             } else {
                 out.push_str(&dotenv_line(&v.key, &self.plain(&v)?));
             }

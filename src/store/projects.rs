@@ -6,9 +6,8 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 fn json_col<T: serde::de::DeserializeOwned>(row: &Row<'_>, col: &str) -> rusqlite::Result<T> {
     let s: String = row.get(col)?;
-    serde_json::from_str(&s).map_err(|e| {
-        rusqlite::Error::InvalidColumnType(0, format!("{col}: {e}"), rusqlite::types::Type::Text)
-    })
+    serde_json::from_str(&s)
+        .map_err(|e| rusqlite::Error::InvalidColumnType(0, format!("{col}: {e}"), rusqlite::types::Type::Text))
 }
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Project> {
@@ -134,9 +133,7 @@ pub fn insert_environment(conn: &Connection, project_id: &str, e: &Environment) 
 /// A project's environments, `production` first, then by name.
 pub fn environments(conn: &Connection, project_id: &str) -> Result<Vec<Environment>, StoreError> {
     Ok(conn
-        .prepare_cached(
-            "SELECT * FROM environments WHERE project_id = ?1 ORDER BY name <> 'production', name",
-        )?
+        .prepare_cached("SELECT * FROM environments WHERE project_id = ?1 ORDER BY name <> 'production', name")?
         .query_map([project_id], env_from_row)?
         .collect::<Result<_, _>>()?)
 }

@@ -45,7 +45,8 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<StoredVariable> {
     })
 }
 
-const SELECT: &str = "SELECT v.*, e.name AS env_name FROM variables v LEFT JOIN environments e ON e.id = v.environment_id";
+const SELECT: &str =
+    "SELECT v.*, e.name AS env_name FROM variables v LEFT JOIN environments e ON e.id = v.environment_id";
 
 /// The rows of exactly one scope, by key.
 pub fn list(conn: &Connection, scope: &ScopeRef) -> Result<Vec<StoredVariable>, StoreError> {

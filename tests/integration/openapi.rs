@@ -27,6 +27,33 @@ const EXPECTED: &[(&str, &str)] = &[
     ("post", "/api/workspaces/{ws}/api-keys"),
     ("delete", "/api/workspaces/{ws}/api-keys/{id}"),
     ("get", "/api/workspaces/{ws}/audit"),
+    ("get", "/api/workspaces/{ws}/projects"),
+    ("post", "/api/workspaces/{ws}/projects"),
+    ("get", "/api/workspaces/{ws}/projects/{p}"),
+    ("patch", "/api/workspaces/{ws}/projects/{p}"),
+    ("delete", "/api/workspaces/{ws}/projects/{p}"),
+    ("get", "/api/workspaces/{ws}/projects/{p}/environments"),
+    ("post", "/api/workspaces/{ws}/projects/{p}/environments"),
+    ("patch", "/api/workspaces/{ws}/projects/{p}/environments/{env}"),
+    ("delete", "/api/workspaces/{ws}/projects/{p}/environments/{env}"),
+    ("get", "/api/workspaces/{ws}/projects/{p}/env"),
+    ("post", "/api/workspaces/{ws}/projects/{p}/env"),
+    ("get", "/api/workspaces/{ws}/projects/{p}/env/{key}"),
+    ("patch", "/api/workspaces/{ws}/projects/{p}/env/{key}"),
+    ("delete", "/api/workspaces/{ws}/projects/{p}/env/{key}"),
+    ("put", "/api/workspaces/{ws}/projects/{p}/env/bulk"),
+    ("get", "/api/workspaces/{ws}/variables"),
+    ("post", "/api/workspaces/{ws}/variables"),
+    ("get", "/api/workspaces/{ws}/variables/{key}"),
+    ("patch", "/api/workspaces/{ws}/variables/{key}"),
+    ("delete", "/api/workspaces/{ws}/variables/{key}"),
+    ("put", "/api/workspaces/{ws}/variables/bulk"),
+    ("get", "/api/workspaces/{ws}/projects/{p}/git"),
+    ("put", "/api/workspaces/{ws}/projects/{p}/git"),
+    ("delete", "/api/workspaces/{ws}/projects/{p}/git"),
+    ("post", "/api/workspaces/{ws}/projects/{p}/git/test"),
+    ("post", "/api/workspaces/{ws}/projects/{p}/detect"),
+    ("post", "/api/workspaces/{ws}/projects/detect"),
 ];
 
 #[tokio::test]
@@ -56,8 +83,14 @@ async fn the_document_lists_every_route_and_every_listed_route_exists() {
         for method in
             item.as_object().unwrap().keys().filter(|m| ["get", "post", "patch", "put", "delete"].contains(&m.as_str()))
         {
-            let concrete =
-                path.replace("{ws}", "acme").replace("{user_id}", "u").replace("{id}", "i").replace("{token}", "t");
+            let concrete = path
+                .replace("{ws}", "acme")
+                .replace("{user_id}", "u")
+                .replace("{id}", "i")
+                .replace("{token}", "t")
+                .replace("{p}", "app")
+                .replace("{env}", "staging")
+                .replace("{key}", "K");
             let r = env.call(method.to_uppercase().parse().unwrap(), &concrete, &Cred::None, None).await;
             assert!(
                 r.status != 405 && r.code() != "route_not_found",
@@ -68,9 +101,26 @@ async fn the_document_lists_every_route_and_every_listed_route_exists() {
     }
     // Schemas the bodies reference are present.
     let schemas = spec["components"]["schemas"].as_object().unwrap();
-    for name in
-        ["ErrorBody", "Workspace", "Member", "Invitation", "ApiKey", "AuditEntry", "Role", "CreateApiKeyRequest"]
-    {
+    for name in [
+        "ErrorBody",
+        "Workspace",
+        "Member",
+        "Invitation",
+        "ApiKey",
+        "AuditEntry",
+        "Role",
+        "CreateApiKeyRequest",
+        "Project",
+        "ProjectRequest",
+        "Variable",
+        "BulkRequest",
+        "BulkResult",
+        "GitConnection",
+        "DetectResult",
+        "Detection",
+        "Environment",
+        "Volume",
+    ] {
         assert!(schemas.contains_key(name) || spec.to_string().contains(name), "schema {name} missing");
     }
 }

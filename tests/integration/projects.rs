@@ -35,10 +35,14 @@ async fn projects_are_created_listed_changed_and_deleted() {
     assert_eq!(p["volumes"], json!([{"name": "data", "mount_path": "/var/lib/data"}]));
     assert_eq!(p["runtime"]["health_check_path"], json!("/healthz"));
 
-    let r = env.post("/api/workspaces/acme/projects", &owner, json!({"name": "web", "image": "nginx:1.27"})).await.expect(201);
+    let r = env
+        .post("/api/workspaces/acme/projects", &owner, json!({"name": "web", "image": "nginx:1.27"}))
+        .await
+        .expect(201);
     assert_eq!(r.data()["build"]["builder"], json!("image"), "an image alone means: run this image");
 
-    let r = env.post("/api/workspaces/acme/projects", &owner, json!({"name": "Other", "slug": "api"})).await.expect(409);
+    let r =
+        env.post("/api/workspaces/acme/projects", &owner, json!({"name": "Other", "slug": "api"})).await.expect(409);
     assert_eq!(r.code(), "slug_taken");
 
     let r = env.get("/api/workspaces/acme/projects?limit=2", &owner).await.expect(200);
@@ -72,7 +76,8 @@ async fn projects_are_created_listed_changed_and_deleted() {
     env.delete("/api/workspaces/acme/projects/api-v2", &owner).await.expect(404);
 
     let audit = env.get("/api/workspaces/acme/audit?limit=50", &owner).await.expect(200);
-    let actions: Vec<&str> = audit.data()["entries"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    let actions: Vec<&str> =
+        audit.data()["entries"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
     for a in ["project.create", "project.update", "project.delete"] {
         assert!(actions.contains(&a), "{a} missing from {actions:?}");
     }
@@ -96,7 +101,10 @@ async fn bad_project_input_is_refused_with_the_field_named() {
         (json!({"name": "!!!"}), "slug"),
         (json!({}), "name"),
         (json!({"name": "a", "volumes": [{"name": "data", "mount_path": "data"}]}), "volumes.mount_path"),
-        (json!({"name": "a", "volumes": [{"name": "d1", "mount_path": "/x"}, {"name": "d2", "mount_path": "/x/"}]}), "volumes.mount_path"),
+        (
+            json!({"name": "a", "volumes": [{"name": "d1", "mount_path": "/x"}, {"name": "d2", "mount_path": "/x/"}]}),
+            "volumes.mount_path",
+        ),
         (json!({"name": "a", "volumes": [{"name": "Bad Name", "mount_path": "/x"}]}), "volumes.name"),
         (json!({"name": "a", "volumes": [{"name": "d", "mount_path": "/x/../etc"}]}), "volumes.mount_path"),
         (json!({"name": "a", "build": {"root_directory": "../up"}}), "build.root_directory"),

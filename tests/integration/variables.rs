@@ -26,7 +26,10 @@ async fn variables_are_created_read_masked_revealed_changed_and_deleted() {
     let env_url = format!("{P}/env");
 
     env.post(&env_url, &owner, json!({"key": "NODE_ENV", "value": "production"})).await.expect(201);
-    let r = env.post(&env_url, &admin, json!({"key": "API_TOKEN", "value": "tok-s3cr3t", "is_secret": true})).await.expect(201);
+    let r = env
+        .post(&env_url, &admin, json!({"key": "API_TOKEN", "value": "tok-s3cr3t", "is_secret": true}))
+        .await
+        .expect(201);
     assert_eq!((r.data()["value"].clone(), r.data()["masked"].clone()), (json!("********"), json!(true)));
     let r = env.post(&env_url, &owner, json!({"key": "NODE_ENV", "value": "x"})).await.expect(409);
     assert!(r.error().contains("PATCH"), "{}", r.error());
@@ -94,7 +97,8 @@ async fn bulk_writes_answer_exact_counts_for_merge_and_replace() {
         .expect(200);
     assert_eq!(r.data(), &json!({"created": 1, "updated": 0, "deleted": 2, "unchanged": 1}));
     let list = env.get(&format!("{P}/env"), &owner).await.expect(200);
-    let keys: Vec<&str> = list.data()["variables"].as_array().unwrap().iter().map(|v| v["key"].as_str().unwrap()).collect();
+    let keys: Vec<&str> =
+        list.data()["variables"].as_array().unwrap().iter().map(|v| v["key"].as_str().unwrap()).collect();
     assert_eq!(keys, ["A", "S"]);
     assert_eq!(by_key(&list.data()["variables"], "S")["value"], json!("********"));
     // Sending a secret's same value again changes nothing; the map form keeps its secrecy.
@@ -126,7 +130,9 @@ async fn dotenv_files_import_and_export_round_trip() {
                 LITERAL='$NOT_EXPANDED'\nPLAIN=value # a comment\nEMPTY=\n";
     let r = env.send_raw(Method::PUT, &format!("{P}/env/bulk"), &owner, "text/plain", text).await.expect(200);
     assert_eq!(r.data()["created"], json!(6));
-    env.post(&format!("{P}/env"), &owner, json!({"key": "SECRET_KEY", "value": "s3cr3t-dotenv", "is_secret": true})).await.expect(201);
+    env.post(&format!("{P}/env"), &owner, json!({"key": "SECRET_KEY", "value": "s3cr3t-dotenv", "is_secret": true}))
+        .await
+        .expect(201);
     let list = env.get(&format!("{P}/env"), &owner).await.expect(200);
     let vars = &list.data()["variables"];
     assert_eq!(by_key(vars, "GREETING")["value"], json!("hello \"world\""));
@@ -140,14 +146,18 @@ async fn dotenv_files_import_and_export_round_trip() {
     assert!(!masked.contains("s3cr3t-dotenv") && masked.contains("# SECRET_KEY"), "{masked}");
     let (_, full) = env.get_text(&format!("{P}/env?format=dotenv&reveal=true"), &owner).await;
     assert!(full.contains("s3cr3t-dotenv"));
-    let r = env.send_raw(Method::PUT, &format!("{P}/env/bulk?merge=false"), &owner, "text/plain", &full).await.expect(200);
+    let r =
+        env.send_raw(Method::PUT, &format!("{P}/env/bulk?merge=false"), &owner, "text/plain", &full).await.expect(200);
     assert_eq!(r.data(), &json!({"created": 0, "updated": 0, "deleted": 0, "unchanged": 7}));
     // A masked export re-imported with merge keeps the secret.
     env.send_raw(Method::PUT, &format!("{P}/env/bulk"), &owner, "text/plain", &masked).await.expect(200);
     let r = env.get(&format!("{P}/env/SECRET_KEY?reveal=true"), &owner).await.expect(200);
     assert_eq!(r.data()["value"], json!("s3cr3t-dotenv"));
 
-    let r = env.send_raw(Method::PUT, &format!("{P}/env/bulk"), &owner, "text/plain", "A=1\nthis is not a pair\n").await.expect(400);
+    let r = env
+        .send_raw(Method::PUT, &format!("{P}/env/bulk"), &owner, "text/plain", "A=1\nthis is not a pair\n")
+        .await
+        .expect(400);
     assert!(r.error().contains("line 2"), "{}", r.error());
     let member = env.key_with_role(&owner, "acme", "member").await;
     let (status, _) = env.get_text(&format!("{P}/env?format=dotenv&reveal=true"), &member).await;
@@ -160,11 +170,17 @@ async fn environment_beats_project_beats_workspace_and_resolved_says_where_from(
     env.post(&format!("{P}/environments"), &owner, json!({"name": "staging"})).await.expect(201);
     env.post("/api/workspaces/acme/variables", &owner, json!({"key": "REGION", "value": "eu"})).await.expect(201);
     env.post("/api/workspaces/acme/variables", &owner, json!({"key": "LOG_LEVEL", "value": "info"})).await.expect(201);
-    env.post("/api/workspaces/acme/variables", &owner, json!({"key": "SHARED_SECRET", "value": "ws-secret-value", "is_secret": true}))
+    env.post(
+        "/api/workspaces/acme/variables",
+        &owner,
+        json!({"key": "SHARED_SECRET", "value": "ws-secret-value", "is_secret": true}),
+    )
+    .await
+    .expect(201);
+    env.post(&format!("{P}/env"), &owner, json!({"key": "LOG_LEVEL", "value": "warn"})).await.expect(201);
+    env.post(&format!("{P}/env?environment=staging"), &owner, json!({"key": "LOG_LEVEL", "value": "debug"}))
         .await
         .expect(201);
-    env.post(&format!("{P}/env"), &owner, json!({"key": "LOG_LEVEL", "value": "warn"})).await.expect(201);
-    env.post(&format!("{P}/env?environment=staging"), &owner, json!({"key": "LOG_LEVEL", "value": "debug"})).await.expect(201);
     let r = env.get(&format!("{P}/env?environment=staging"), &owner).await.expect(200);
     assert_eq!(r.data()["variables"].as_array().unwrap().len(), 1, "only staging's overrides");
     assert_eq!(r.data()["variables"][0]["scope"], json!("environment"));
@@ -219,13 +235,23 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
 async fn the_database_file_alone_reveals_no_secret_and_rotation_keeps_every_value() {
     let (mut env, owner) = setup().await;
     let secret = "plaintext-needle-4f1b2c";
-    env.post(&format!("{P}/env"), &owner, json!({"key": "DB_PASSWORD", "value": secret, "is_secret": true})).await.expect(201);
-    env.post("/api/workspaces/acme/variables", &owner, json!({"key": "WS_TOKEN", "value": "ws-needle-77", "is_secret": true}))
+    env.post(&format!("{P}/env"), &owner, json!({"key": "DB_PASSWORD", "value": secret, "is_secret": true}))
         .await
         .expect(201);
-    env.put(&format!("{P}/env/bulk"), &owner, json!({"variables": [{"key": "BULK_SECRET", "value": "bulk-needle-99", "is_secret": true}]}))
-        .await
-        .expect(200);
+    env.post(
+        "/api/workspaces/acme/variables",
+        &owner,
+        json!({"key": "WS_TOKEN", "value": "ws-needle-77", "is_secret": true}),
+    )
+    .await
+    .expect(201);
+    env.put(
+        &format!("{P}/env/bulk"),
+        &owner,
+        json!({"variables": [{"key": "BULK_SECRET", "value": "bulk-needle-99", "is_secret": true}]}),
+    )
+    .await
+    .expect(200);
     env.post(&format!("{P}/env"), &owner, json!({"key": "VISIBLE", "value": "plain-marker-123"})).await.expect(201);
 
     let bytes = database_bytes(&env);

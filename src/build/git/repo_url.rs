@@ -180,7 +180,8 @@ fn parse_parts(url: &str) -> Result<Parts, String> {
 /// The `<transport>` of git's `<transport>::<address>` syntax, if `url` uses it.
 fn remote_helper(url: &str) -> Option<&str> {
     let (helper, _) = url.split_once("::")?;
-    let is_name = !helper.is_empty() && helper.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+    let is_name =
+        !helper.is_empty() && helper.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
     is_name.then_some(helper)
 }
 
@@ -276,7 +277,8 @@ fn check_user(user: &str, example: &str) -> Result<(), String> {
 /// Splits and checks `host[:port]` or `[v6]:port`; the host comes back lower-cased without brackets.
 fn split_host_port(hostport: &str, example: &str) -> Result<(String, Option<u16>), String> {
     let (host, port) = if let Some(bracketed) = hostport.strip_prefix('[') {
-        let (host, after) = bracketed.split_once(']').ok_or_else(|| format!("unclosed '[' in the host; use e.g. {example}"))?;
+        let (host, after) =
+            bracketed.split_once(']').ok_or_else(|| format!("unclosed '[' in the host; use e.g. {example}"))?;
         let ok = host.contains(':') && host.bytes().all(|b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.'));
         if !ok {
             return Err(format!("'[{host}]' is not an IPv6 address; use e.g. {example}"));

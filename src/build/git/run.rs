@@ -128,7 +128,8 @@ impl RemoteAccess {
         );
         match auth.ssh_private_key.as_deref().filter(|k| !k.trim().is_empty()) {
             Some(key) => {
-                let file = KeyFile::write(&opts.scratch_dir, key).map_err(|e| io_failed("write the ssh key to", &opts.scratch_dir, e))?;
+                let file = KeyFile::write(&opts.scratch_dir, key)
+                    .map_err(|e| io_failed("write the ssh key to", &opts.scratch_dir, e))?;
                 command.push_str(&format!(" -i {}", shell_quote(&file.path)?));
                 self._key_file = Some(file);
                 self.used_key = true;
@@ -176,17 +177,18 @@ impl RemoteAccess {
         }
         if !url.kind.is_local()
             && has(&[
-            "authentication failed",
-            "could not read username",
-            "could not read password",
-            "terminal prompts disabled",
-            "permission denied",
-            "returned error: 401",
-            "returned error: 403",
-            "access denied",
-            "invalid username or password",
-            "invalid format",
-        ]) {
+                "authentication failed",
+                "could not read username",
+                "could not read password",
+                "terminal prompts disabled",
+                "permission denied",
+                "returned error: 401",
+                "returned error: 403",
+                "access denied",
+                "invalid username or password",
+                "invalid format",
+            ])
+        {
             let host = url.host.clone().unwrap_or(host);
             return GitError::AuthRefused { host, detail: self.auth_hint(url, &text) };
         }
@@ -419,13 +421,29 @@ mod tests {
         let cases: &[(&str, &str, &str)] = &[
             (https, "fatal: unable to access 'https://x/': Could not resolve host: x", "Unreachable"),
             ("ssh://git@h/r", "ssh: connect to host h port 22: Connection refused", "Unreachable"),
-            (https, "fatal: unable to access 'x': Failed to connect to h port 443 after 1 ms: Timeout was reached", "Unreachable"),
-            (https, "remote: Repository not found.\nfatal: repository 'https://github.com/o/r.git/' not found", "RepoNotFound"),
+            (
+                https,
+                "fatal: unable to access 'x': Failed to connect to h port 443 after 1 ms: Timeout was reached",
+                "Unreachable",
+            ),
+            (
+                https,
+                "remote: Repository not found.\nfatal: repository 'https://github.com/o/r.git/' not found",
+                "RepoNotFound",
+            ),
             ("git://h/r", "fatal: remote error: access denied or repository not exported: /r", "RepoNotFound"),
             ("/srv/x", "fatal: '/srv/x' does not appear to be a git repository", "RepoNotFound"),
-            (https, "fatal: could not read Username for 'https://github.com': terminal prompts disabled", "AuthRefused"),
+            (
+                https,
+                "fatal: could not read Username for 'https://github.com': terminal prompts disabled",
+                "AuthRefused",
+            ),
             (https, "fatal: Authentication failed for 'https://github.com/o/r.git/'", "AuthRefused"),
-            ("git@h:o/r", "git@h: Permission denied (publickey).\nfatal: Could not read from remote repository.", "AuthRefused"),
+            (
+                "git@h:o/r",
+                "git@h: Permission denied (publickey).\nfatal: Could not read from remote repository.",
+                "AuthRefused",
+            ),
             ("git@h:o/r", "Host key verification failed.", "Failed"),
             (https, "fatal: something odd", "Failed"),
         ];

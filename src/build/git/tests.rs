@@ -134,8 +134,9 @@ struct Daemon {
 impl Daemon {
     async fn start(base: &Path) -> Self {
         let port = free_port();
-        let child = StdCommand::new("git")
-            .arg("daemon")
+        // `git daemon` would run git-daemon as a grandchild that outlives a kill; start the program itself.
+        let exec_path = git_sync(base, &["--exec-path"]);
+        let child = StdCommand::new(Path::new(&exec_path).join("git-daemon"))
             .arg("--reuseaddr")
             .arg(format!("--base-path={}", base.display()))
             .arg("--export-all")
@@ -145,6 +146,8 @@ impl Daemon {
             .env("GIT_CONFIG_GLOBAL", "/dev/null")
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
         let mut daemon = Daemon { child, port };
@@ -273,7 +276,9 @@ async fn refused_credentials_are_reported_without_leaking_the_token() {
     assert!(text.contains("token was rejected"), "{text}");
 
     let heads = seen.lock().unwrap().clone();
-    let sent = heads.iter().filter(|h| h.to_ascii_lowercase().contains(&format!("authorization: basic {}", basic.to_ascii_lowercase())));
+    let sent = heads
+        .iter()
+        .filter(|h| h.to_ascii_lowercase().contains(&format!("authorization: basic {}", basic.to_ascii_lowercase())));
     assert!(sent.count() >= 1, "the token was sent as a header: {heads:?}");
 }
 

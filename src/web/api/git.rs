@@ -146,10 +146,8 @@ pub async fn detect_project(
     Path((ws, p)): Path<(String, String)>,
     OptionalJson(body): OptionalJson<DetectProjectRequest>,
 ) -> Result<Response, ApiError> {
-    let r = state
-        .services
-        .detect_project(&actor, &ws, &p, body.branch.as_deref(), body.root_directory.as_deref())
-        .await?;
+    let r =
+        state.services.detect_project(&actor, &ws, &p, body.branch.as_deref(), body.root_directory.as_deref()).await?;
     Ok(ok(r))
 }
 

@@ -131,7 +131,9 @@ impl From<ProjectRequest> for ProjectInput {
                 build_command: b.build_command,
                 start_command: b.start_command,
             }),
-            runtime: r.runtime.map(|r| RuntimePatch { health_check_path: r.health_check_path, start_command: r.start_command }),
+            runtime: r
+                .runtime
+                .map(|r| RuntimePatch { health_check_path: r.health_check_path, start_command: r.start_command }),
             volumes: r.volumes,
         }
     }

@@ -100,7 +100,13 @@ fn target(project: Option<String>, q: &EnvQuery) -> VarTarget {
     VarTarget { project, environment: q.environment.clone() }
 }
 
-async fn list(state: &AppState, actor: &Actor, ws: &str, project: Option<String>, q: EnvQuery) -> Result<Response, ApiError> {
+async fn list(
+    state: &AppState,
+    actor: &Actor,
+    ws: &str,
+    project: Option<String>,
+    q: EnvQuery,
+) -> Result<Response, ApiError> {
     if let Some(f) = q.format.as_deref()
         && f != "dotenv"
         && f != "json"
@@ -123,7 +129,14 @@ async fn list(state: &AppState, actor: &Actor, ws: &str, project: Option<String>
     Ok(ok(VariableList { variables, environment: q.environment }))
 }
 
-async fn bulk(state: &AppState, actor: &Actor, ws: &str, project: Option<String>, q: EnvQuery, req: Request) -> Result<Response, ApiError> {
+async fn bulk(
+    state: &AppState,
+    actor: &Actor,
+    ws: &str,
+    project: Option<String>,
+    q: EnvQuery,
+    req: Request,
+) -> Result<Response, ApiError> {
     let is_text = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -133,11 +146,16 @@ async fn bulk(state: &AppState, actor: &Actor, ws: &str, project: Option<String>
     let (items, merge) = if is_text {
         let text = std::str::from_utf8(&bytes).map_err(|_| ServiceError::invalid("body", "is not UTF-8 text"))?;
         let pairs = parse_dotenv(text)?;
-        (pairs.into_iter().map(|(key, value)| BulkItem { key, value, is_secret: None }).collect(), q.merge.unwrap_or(true))
+        (
+            pairs.into_iter().map(|(key, value)| BulkItem { key, value, is_secret: None }).collect(),
+            q.merge.unwrap_or(true),
+        )
     } else {
         let body: BulkRequest = parse_json(&bytes)?;
         let items = match body.variables {
-            BulkVariables::Map(m) => m.into_iter().map(|(key, value)| BulkItem { key, value, is_secret: None }).collect(),
+            BulkVariables::Map(m) => {
+                m.into_iter().map(|(key, value)| BulkItem { key, value, is_secret: None }).collect()
+            }
             BulkVariables::List(l) => {
                 l.into_iter().map(|e| BulkItem { key: e.key, value: e.value, is_secret: e.is_secret }).collect()
             }
@@ -175,7 +193,10 @@ pub async fn create_env(
     ApiQuery(q): ApiQuery<EnvQuery>,
     ApiJson(body): ApiJson<CreateVariableRequest>,
 ) -> Result<Response, ApiError> {
-    let v = state.services.create_variable(&actor, &ws, target(Some(p), &q), &body.key, &body.value, body.is_secret).await?;
+    let v = state
+        .services
+        .create_variable(&actor, &ws, target(Some(p), &q), &body.key, &body.value, body.is_secret)
+        .await?;
     Ok(created(v))
 }
 
@@ -268,7 +289,10 @@ pub async fn create_ws_var(
     Path(ws): Path<String>,
     ApiJson(body): ApiJson<CreateVariableRequest>,
 ) -> Result<Response, ApiError> {
-    let v = state.services.create_variable(&actor, &ws, VarTarget::default(), &body.key, &body.value, body.is_secret).await?;
+    let v = state
+        .services
+        .create_variable(&actor, &ws, VarTarget::default(), &body.key, &body.value, body.is_secret)
+        .await?;
     Ok(created(v))
 }
 
