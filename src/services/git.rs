@@ -14,17 +14,22 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use utoipa::ToSchema;
 
-/// The fields of `PUT …/projects/:p/git`. Absent fields keep their current value.
-#[derive(Debug, Clone, Default)]
+/// The body of `PUT …/projects/:p/git`. Absent fields keep their current value.
+#[derive(Debug, Clone, Default, serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct GitInput {
+    /// `https://host/owner/repo.git`, `ssh://git@host/owner/repo.git`, `git@host:owner/repo.git`, `git://…`;
+    /// `file://…` or a local path only when the config allows local repositories.
     pub repo_url: Option<String>,
     /// `owner/repo` on GitHub, as an alternative to `repo_url`.
     pub repo_full_name: Option<String>,
-    /// `""` follows the repository's default branch.
+    /// The production branch (`""`: the repository's default branch).
     pub branch: Option<String>,
+    /// Deploy on every push to the branch (the webhook receiver arrives with the deploy issue).
     pub auto_deploy: Option<bool>,
+    /// Relative directory inside the repository to build from (the same setting as `build.root_directory`).
     pub root_directory: Option<String>,
-    /// An access token for https repositories, kept sealed; `""` removes it.
+    /// An access token for https repositories, kept encrypted; `""` removes it.
     pub access_token: Option<String>,
 }
 

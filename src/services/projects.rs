@@ -12,12 +12,16 @@ use crate::domain::{
 };
 use crate::store;
 use rusqlite::Connection;
+use serde::Deserialize;
 use std::time::Duration;
+use utoipa::ToSchema;
 
-/// Build settings a create or `PATCH` may change; absent fields stay, empty strings clear.
-#[derive(Debug, Clone, Default)]
+/// Build settings a create or `PATCH` may change; absent fields stay, `""` clears a command.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct BuildPatch {
     pub builder: Option<Builder>,
+    /// Relative directory inside the repository (no `..`).
     pub root_directory: Option<String>,
     pub dockerfile_path: Option<String>,
     pub install_command: Option<String>,
@@ -25,29 +29,65 @@ pub struct BuildPatch {
     pub start_command: Option<String>,
 }
 
-/// Runtime settings a create or `PATCH` may change; absent fields stay, empty strings clear.
-#[derive(Debug, Clone, Default)]
+/// Runtime settings a create or `PATCH` may change; absent fields stay, `""` clears.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RuntimePatch {
     pub health_check_path: Option<String>,
     pub start_command: Option<String>,
 }
 
-/// The fields of `POST …/projects` and `PATCH …/projects/:p`. On create, absent resources take the defaults
-/// (port 3000, 1 replica, 0.5 cores, 0.5 GiB).
-#[derive(Debug, Clone, Default)]
+/// The body of `POST …/projects` and `PATCH …/projects/:p`. On create only `name` is required; port 3000,
+/// 1 replica, 0.5 cores and 0.5 GiB are the defaults.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ProjectInput {
     pub name: Option<String>,
+    /// `^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$`; derived from the name when omitted.
     pub slug: Option<String>,
+    /// The port the app listens on (1–65535).
     pub port: Option<u32>,
+    /// 0 to the configured maximum (default 10).
     pub replicas: Option<u32>,
+    /// Cores, `"0.5"` or `0.5` (0.1 up to the host's cores).
+    #[serde(default, deserialize_with = "decimal")]
+    #[schema(value_type = Option<String>)]
     pub cpu: Option<String>,
+    /// GiB, `"0.5"` or `0.5` (0.064 up to the host's memory).
+    #[serde(default, deserialize_with = "decimal")]
+    #[schema(value_type = Option<String>)]
     pub ram: Option<String>,
-    /// `Some("")` clears the image.
+    /// A prebuilt image to run (`""` clears).
     pub image: Option<String>,
     pub template_name: Option<String>,
     pub build: Option<BuildPatch>,
     pub runtime: Option<RuntimePatch>,
+    /// Replaces the list of volumes.
     pub volumes: Option<Vec<Volume>>,
+}
+
+/// Accepts `"0.5"` or `0.5` as the decimal string the rules check.
+fn decimal<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    struct V;
+    impl serde::de::Visitor<'_> for V {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a decimal number as a string (\"0.5\") or a number")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(v.to_owned()))
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+    }
+    d.deserialize_any(V)
 }
 
 fn project_not_found(ws: &str, slug: &str) -> ServiceError {

@@ -64,10 +64,13 @@ struct Inner {
     generation: AtomicU64,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
+    /// Bounds concurrent reads to the pool's size, so connections are reused rather than opened and dropped
+    /// under load (opening one re-reads the schema) and blocking threads do not pile up.
+    read_permits: tokio::sync::Semaphore,
 }
 
-/// Most idle read connections kept for reuse.
-const MAX_IDLE_READERS: usize = 16;
+/// Read connections kept open, and the most reads that run at once.
+const READERS: usize = 8;
 
 impl Store {
     /// Opens (creating if needed) the database file and brings its schema up to date.
@@ -83,6 +86,7 @@ impl Store {
                 generation: AtomicU64::new(0),
                 writer: Mutex::new(writer),
                 readers: Mutex::new(Vec::new()),
+                read_permits: tokio::sync::Semaphore::new(READERS),
             }),
         })
     }
@@ -107,7 +111,8 @@ impl Store {
         F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
     {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
+        let permit = self.inner.read_permits.acquire().await.map_err(|e| E::from(StoreError::Worker(e.to_string())))?;
+        let result = tokio::task::spawn_blocking(move || {
             let pooled = inner.readers.lock().map_err(|_| StoreError::Worker("reader pool poisoned".into()))?.pop();
             let conn = match pooled {
                 Some(c) => c,
@@ -115,14 +120,16 @@ impl Store {
             };
             let result = f(&conn);
             if let Ok(mut idle) = inner.readers.lock()
-                && idle.len() < MAX_IDLE_READERS
+                && idle.len() < READERS
             {
                 idle.push(conn);
             }
             result
         })
         .await
-        .map_err(|e| E::from(StoreError::Worker(e.to_string())))?
+        .map_err(|e| E::from(StoreError::Worker(e.to_string())))?;
+        drop(permit);
+        result
     }
 
     /// Runs `f` inside an immediate write transaction, on a blocking thread. Commits when `f` returns `Ok`,

@@ -24,25 +24,6 @@ enum GitErrors {
     Unreachable(ErrorBody),
 }
 
-/// `PUT …/projects/:p/git`. Absent fields keep their value.
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PutGitRequest {
-    /// `https://host/owner/repo.git`, `ssh://git@host/owner/repo.git`, `git@host:owner/repo.git`, `git://…`;
-    /// `file://…` or a local path only when the config allows local repositories.
-    pub repo_url: Option<String>,
-    /// `owner/repo` on GitHub (instead of `repo_url`).
-    pub repo_full_name: Option<String>,
-    /// The production branch (`""`: the repository's default branch).
-    pub branch: Option<String>,
-    /// Deploy on every push to the branch (the webhook receiver arrives with the deploy issue).
-    pub auto_deploy: Option<bool>,
-    /// Relative directory inside the repository to build from.
-    pub root_directory: Option<String>,
-    /// An access token for https repositories, kept encrypted; `""` removes it.
-    pub access_token: Option<String>,
-}
-
 /// `?reveal=true` (owner or admin, audited) shows the webhook secret.
 #[derive(Deserialize, IntoParams, Default)]
 #[into_params(parameter_in = Query)]
@@ -88,23 +69,15 @@ pub async fn get_git(
 /// webhook (201, webhook secret shown once); later calls keep them (200).
 #[utoipa::path(put, path = "/api/workspaces/{ws}/projects/{p}/git", tag = "git",
     params(("ws" = String, Path, description = "Workspace slug"), ("p" = String, Path, description = "Project slug")),
-    request_body = PutGitRequest,
+    request_body = GitInput,
     responses((status = 200, description = "Updated", body = Envelope<GitConnection>),
         (status = 201, description = "Connected", body = Envelope<GitConnection>), CommonErrors))]
 pub async fn put_git(
     State(state): State<AppState>,
     Auth(actor): Auth,
     Path((ws, p)): Path<(String, String)>,
-    ApiJson(body): ApiJson<PutGitRequest>,
+    ApiJson(input): ApiJson<GitInput>,
 ) -> Result<Response, ApiError> {
-    let input = GitInput {
-        repo_url: body.repo_url,
-        repo_full_name: body.repo_full_name,
-        branch: body.branch,
-        auto_deploy: body.auto_deploy,
-        root_directory: body.root_directory,
-        access_token: body.access_token,
-    };
     let (conn, is_new) = state.services.put_git(&actor, &ws, &p, input).await?;
     Ok(if is_new { created(conn) } else { ok(conn) })
 }
