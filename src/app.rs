@@ -20,6 +20,8 @@ pub const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 /// Listeners bound by the caller (so tests can bind `127.0.0.1:0` and learn the port).
 pub struct Listeners {
     pub api: TcpListener,
+    /// The proxy's plain-HTTP listener for app traffic; `None` runs without it (tests of the API alone).
+    pub http: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -28,7 +30,13 @@ impl Listeners {
         let api = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("while binding the API listener to {}", config.listen))?;
-        Ok(Listeners { api })
+        let http = TcpListener::bind(config.http_listen).await.with_context(|| {
+            format!(
+                "while binding the proxy's HTTP listener to {} (set http_listen / --http-listen)",
+                config.http_listen
+            )
+        })?;
+        Ok(Listeners { api, http: Some(http) })
     }
 }
 
@@ -36,6 +44,8 @@ impl Listeners {
 pub struct AppHandle {
     /// Where the API and dashboard answer.
     pub api_addr: SocketAddr,
+    /// Where the proxy answers app traffic, when it runs.
+    pub http_addr: Option<SocketAddr>,
     /// The use cases, for in-process tests and tools.
     pub services: SharedServices,
     /// The one-time setup token, when no user existed at start.
@@ -54,7 +64,9 @@ pub async fn start(config: Arc<Config>, listeners: Listeners) -> anyhow::Result<
     let docker = Arc::new(DockerClient::new(&config.docker_host));
     let secrets = crate::services::Secrets::load(&config.secret_key_file)
         .with_context(|| format!("while loading the secret key {}", config.secret_key_file.display()))?;
-    let services: SharedServices = Arc::new(Services::new(config.clone(), store, docker, secrets));
+    let edge = crate::proxy::Proxy::new(crate::proxy::ProxyConfig::default());
+    let services: SharedServices = Arc::new(Services::new(config.clone(), store, docker, secrets, edge.clone()));
+    services.recover_deployments().await.context("while recovering deployments interrupted by a restart")?;
 
     let setup_token = services.prepare_setup().await.context("while preparing first-run setup")?;
     if let Some(token) = &setup_token {
@@ -69,6 +81,20 @@ pub async fn start(config: Arc<Config>, listeners: Listeners) -> anyhow::Result<
     let mut tasks = Tasks::new(&cancel);
     let s = services.clone();
     tasks.spawn("session-gc", move |token| tasks::session_gc(s, token));
+    let s = services.clone();
+    tasks.spawn("deploy-worker", move |token| s.deploy_worker(token));
+    let http_addr = match listeners.http {
+        Some(http) => {
+            let addr = http.local_addr()?;
+            tasks.spawn("proxy-http", move |token| async move {
+                if let Err(e) = edge.serve(http, token, DRAIN_DEADLINE).await {
+                    tracing::error!(error = %e, "the proxy's HTTP listener stopped");
+                }
+            });
+            Some(addr)
+        }
+        None => None,
+    };
 
     let api_addr = listeners.api.local_addr()?;
     let app = crate::web::router(services.clone()).into_make_service_with_connect_info::<SocketAddr>();
@@ -77,7 +103,7 @@ pub async fn start(config: Arc<Config>, listeners: Listeners) -> anyhow::Result<
         axum::serve(listeners.api, app).with_graceful_shutdown(async move { stop.cancelled().await }).await
     });
     tracing::info!(%api_addr, version = env!("CARGO_PKG_VERSION"), data_dir = %config.data_dir.display(), "berth is serving");
-    Ok(AppHandle { api_addr, services, setup_token, cancel, server, tasks })
+    Ok(AppHandle { api_addr, http_addr, services, setup_token, cancel, server, tasks })
 }
 
 impl AppHandle {

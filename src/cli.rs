@@ -220,7 +220,8 @@ async fn admin(cmd: AdminCommand) -> anyhow::Result<ExitCode> {
     let docker = Arc::new(crate::docker::DockerClient::new(&config.docker_host));
     let secrets = crate::services::Secrets::load(&config.secret_key_file)
         .with_context(|| format!("while loading the secret key {}", config.secret_key_file.display()))?;
-    let services = Services::new(config, store, docker, secrets);
+    let edge = crate::proxy::Proxy::new(crate::proxy::ProxyConfig::default());
+    let services = Services::new(config, store, docker, secrets, edge);
     match cmd {
         AdminCommand::CreateUser { email, password, workspace, .. } => {
             let (user, ws) = services.create_user(&email, &password, workspace.as_deref()).await?;

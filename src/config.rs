@@ -51,6 +51,14 @@ pub struct Config {
     pub git_timeout_secs: u32,
     /// Projects get `<project>.<workspace>.<base_domain>` as their default domain.
     pub base_domain: String,
+    /// Longest a build may run.
+    pub build_timeout_secs: u32,
+    /// Memory a build may use, in MiB.
+    pub build_memory_mb: u32,
+    /// How long new replicas have to become healthy.
+    pub health_timeout_secs: u32,
+    /// How long old replicas keep running after traffic moved away, for in-flight requests.
+    pub drain_secs: u32,
 }
 
 /// A configuration value that cannot be used: which key, from where, and why.
@@ -105,6 +113,10 @@ layer! {
     allow_local_repos: bool,
     git_timeout_secs: u32,
     base_domain: String,
+    build_timeout_secs: u32,
+    build_memory_mb: u32,
+    health_timeout_secs: u32,
+    drain_secs: u32,
 }
 
 /// The annotated example printed by `berth config print-default`; every value is the default.
@@ -164,6 +176,16 @@ git_timeout_secs = 120
 
 # Projects are reachable at <project>.<workspace>.<base_domain>.
 base_domain = "localhost"
+
+# Longest a build may run, in seconds, and the memory it may use, in MiB.
+build_timeout_secs = 900
+build_memory_mb = 2048
+
+# How long new replicas have to accept connections (and pass health_check_path) before a deploy fails.
+health_timeout_secs = 30
+
+# How long old replicas keep running after traffic switched to the new ones.
+drain_secs = 5
 "#;
 
 impl Config {
@@ -216,6 +238,10 @@ impl Config {
             allow_local_repos: false,
             git_timeout_secs: 120,
             base_domain: "localhost".into(),
+            build_timeout_secs: 900,
+            build_memory_mb: 2048,
+            health_timeout_secs: 30,
+            drain_secs: 5,
             data_dir,
         }
     }
@@ -322,6 +348,10 @@ impl Config {
             allow_local_repos: l.allow_local_repos.unwrap_or(false),
             git_timeout_secs: positive("git_timeout_secs", l.git_timeout_secs, 120)?,
             base_domain,
+            build_timeout_secs: positive("build_timeout_secs", l.build_timeout_secs, 900)?,
+            build_memory_mb: positive("build_memory_mb", l.build_memory_mb, 2048)?,
+            health_timeout_secs: positive("health_timeout_secs", l.health_timeout_secs, 30)?,
+            drain_secs: l.drain_secs.unwrap_or(5),
             data_dir,
         })
     }

@@ -7,6 +7,7 @@ pub mod config;
 pub mod crypto;
 pub mod docker;
 pub mod domain;
+pub mod proxy;
 pub mod services;
 pub mod store;
 pub mod tasks;

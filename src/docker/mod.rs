@@ -3,17 +3,67 @@
 //! Berth starts even when the engine is down: the connection is made (and the API version negotiated, so
 //! older engines such as 20.10 / API 1.41 work) on first use, and retried on the next use after a failure.
 
+mod build;
+mod container;
+mod context;
+mod ignore;
+mod labels;
+mod resources;
+#[cfg(test)]
+mod tests;
+
+pub use build::ImageBuild;
+pub use container::{ContainerSpec, ContainerState, LogLine, LogStream};
+pub use ignore::IgnoreRules;
+pub use labels::{
+    LABEL_DEPLOYMENT, LABEL_ENVIRONMENT, LABEL_MANAGED, LABEL_PROJECT, LABEL_RUN, LABEL_WORKSPACE, Labels,
+    managed_labels,
+};
+
 use bollard::{API_DEFAULT_VERSION, Docker};
+use std::path::PathBuf;
 use std::time::Duration;
 use tokio::sync::Mutex;
 
 /// Failures talking to the engine.
 #[derive(Debug, thiserror::Error)]
 pub enum DockerError {
+    /// The engine could not be reached (or did not answer in time); the next call reconnects.
     #[error("Docker engine at {host} is unreachable: {message}")]
     Unreachable { host: String, message: String },
+    /// The engine answered with an error not covered by a more specific variant.
     #[error("Docker engine error: {0}")]
     Api(#[from] bollard::errors::Error),
+    /// The image build ran and failed; `message` is the builder's own error (e.g. a failing `RUN`).
+    #[error("image build failed: {message}")]
+    BuildFailed { message: String },
+    /// The caller's cancellation token fired; the request was dropped, which makes the engine stop the work.
+    #[error("cancelled")]
+    Cancelled,
+    /// The operation did not finish within its time limit; the request was dropped.
+    #[error("{what} did not finish within the limit of {} s", limit.as_secs_f64())]
+    TimedOut { what: String, limit: Duration },
+    /// The named object does not exist (only from operations where absence is an error).
+    #[error("{what} not found")]
+    NotFound { what: String },
+    /// An object with that name exists already; Berth never deletes it implicitly.
+    #[error("conflict: {message}")]
+    Conflict { message: String },
+    /// The request was rejected before reaching the engine (e.g. a Dockerfile path outside the context).
+    #[error("invalid request: {message}")]
+    Invalid { message: String },
+    /// The build context could not be read or packed.
+    #[error("build context at {path}: {source}")]
+    Context {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// True when `e` is the engine answering with HTTP `status`.
+fn is_status(e: &bollard::errors::Error, status: u16) -> bool {
+    matches!(e, bollard::errors::Error::DockerResponseServerError { status_code, .. } if *status_code == status)
 }
 
 /// What `GET /health` and `GET /host` report about the engine.
@@ -27,6 +77,8 @@ pub struct EngineInfo {
 pub struct DockerClient {
     host: String,
     conn: Mutex<Option<Docker>>,
+    /// Serialises "inspect, then create" for networks: API 1.41 happily creates two networks with one name.
+    network_lock: Mutex<()>,
 }
 
 /// Seconds a single engine request may take before it is abandoned.
@@ -35,7 +87,7 @@ const REQUEST_TIMEOUT_SECS: u64 = 120;
 impl DockerClient {
     /// A client for `host` (`unix:///…`, `tcp://…`, `http://…`). Does not connect yet.
     pub fn new(host: &str) -> DockerClient {
-        DockerClient { host: host.to_owned(), conn: Mutex::new(None) }
+        DockerClient { host: host.to_owned(), conn: Mutex::new(None), network_lock: Mutex::new(()) }
     }
 
     /// The configured engine address.

@@ -1,5 +1,6 @@
 //! Pure types and rules: identifiers, slugs, roles and input validation. No I/O, no async.
 
+pub mod deployment;
 pub mod env;
 pub mod project;
 mod role;
@@ -7,6 +8,7 @@ mod slug;
 mod types;
 mod validate;
 
+pub use deployment::{DeploymentKind, DeploymentStatus, deployment_ref};
 pub use env::{Scope, Variable};
 pub use project::{BuildConfig, Builder, Environment, Limits, PRODUCTION, Project, RuntimeConfig, Volume};
 pub use role::Role;

@@ -86,7 +86,12 @@ impl From<DockerError> for ServiceError {
     fn from(e: DockerError) -> Self {
         match e {
             DockerError::Unreachable { .. } => ServiceError::Unavailable(e.to_string()),
-            DockerError::Api(err) => ServiceError::Internal(err.to_string()),
+            DockerError::Conflict { .. } => ServiceError::conflict("docker_conflict", e.to_string()),
+            DockerError::NotFound { .. } => ServiceError::NotFound(e.to_string()),
+            DockerError::Invalid { .. } | DockerError::BuildFailed { .. } => {
+                ServiceError::invalid("build", e.to_string())
+            }
+            other => ServiceError::Internal(other.to_string()),
         }
     }
 }

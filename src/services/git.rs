@@ -107,7 +107,7 @@ pub(crate) fn git_error(e: GitError) -> ServiceError {
 }
 
 impl Services {
-    fn git_options(&self) -> GitOptions {
+    pub(crate) fn git_options(&self) -> GitOptions {
         GitOptions {
             timeout: Duration::from_secs(u64::from(self.config.git_timeout_secs)),
             known_hosts: self.config.data_dir.join("ssh").join("known_hosts"),

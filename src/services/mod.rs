@@ -5,6 +5,8 @@ mod access;
 mod accounts;
 mod api_keys;
 mod audit;
+mod deployer;
+mod deployments;
 mod error;
 mod git;
 mod health;
@@ -19,6 +21,7 @@ mod workspaces;
 pub use access::{Access, Actor, Via};
 pub use accounts::{LoginResult, SetupResult};
 pub use api_keys::{CreatedApiKey, NewKey};
+pub use deployments::{DeployInput, DeploymentDetail};
 pub use error::ServiceError;
 pub use git::{DeployKeyView, DetectResult, GitConnection, GitInput, GitTestResult, WebhookView};
 pub use health::{DockerHealth, Health};
@@ -51,13 +54,27 @@ pub struct Services {
     key_touches: Mutex<HashMap<String, Instant>>,
     /// Recently resolved API keys by digest, valid while the store's write generation is unchanged.
     key_cache: Mutex<HashMap<Vec<u8>, accounts::CachedKey>>,
+    /// The reverse proxy whose route table deployments publish.
+    pub(crate) edge: Arc<crate::proxy::Proxy>,
+    /// Wakes the deploy worker when a deployment is queued.
+    pub(crate) deploy_wake: tokio::sync::Notify,
+    /// Cancellation of the deployments being worked on, by id.
+    jobs: Mutex<HashMap<String, tokio_util::sync::CancellationToken>>,
+    /// Secret values of the deployments being worked on, so their logs can be scrubbed.
+    secret_values: Mutex<HashMap<String, Vec<String>>>,
 }
 
 /// A shared handle to the services.
 pub type SharedServices = Arc<Services>;
 
 impl Services {
-    pub fn new(config: Arc<Config>, store: Store, docker: Arc<DockerClient>, secrets: Secrets) -> Services {
+    pub fn new(
+        config: Arc<Config>,
+        store: Store,
+        docker: Arc<DockerClient>,
+        secrets: Secrets,
+        edge: Arc<crate::proxy::Proxy>,
+    ) -> Services {
         Services {
             api_limiter: RateLimiter::new(config.api_requests_per_minute),
             login_limiter: RateLimiter::new(config.login_attempts_per_minute),
@@ -68,6 +85,10 @@ impl Services {
             setup_token: Mutex::new(None),
             key_touches: Mutex::new(HashMap::new()),
             key_cache: Mutex::new(HashMap::new()),
+            edge,
+            deploy_wake: tokio::sync::Notify::new(),
+            jobs: Mutex::new(HashMap::new()),
+            secret_values: Mutex::new(HashMap::new()),
         }
     }
 

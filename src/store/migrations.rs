@@ -8,6 +8,7 @@ use std::path::Path;
 pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_foundation", include_str!("../../migrations/0001_foundation.sql")),
     ("0002_projects", include_str!("../../migrations/0002_projects.sql")),
+    ("0003_deployments", include_str!("../../migrations/0003_deployments.sql")),
 ];
 
 /// The schema version a database is at (the number of migrations applied).

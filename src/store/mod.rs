@@ -4,6 +4,7 @@
 
 pub mod api_keys;
 pub mod audit;
+pub mod deployments;
 pub mod git;
 pub mod invitations;
 pub mod members;

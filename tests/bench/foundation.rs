@@ -33,7 +33,7 @@ fn http_get(addr: &str, path: &str, key: Option<&str>) -> Option<(u16, String)> 
 
 fn serve(data: &str, listen: &str) -> Child {
     Command::new(BIN)
-        .args(["serve", "--data-dir", data, "--listen", listen])
+        .args(["serve", "--data-dir", data, "--listen", listen, "--http-listen", "127.0.0.1:0"])
         .env("BERTH_API_REQUESTS_PER_MINUTE", "0")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())

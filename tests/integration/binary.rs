@@ -67,7 +67,17 @@ async fn the_binary_bootstraps_serves_and_stops_cleanly_on_sigterm() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
 
     let mut child = Command::new(BIN)
-        .args(["serve", "--data-dir", data, "--listen", &listen, "--log-format", "json"])
+        .args([
+            "serve",
+            "--data-dir",
+            data,
+            "--listen",
+            &listen,
+            "--http-listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+        ])
         .env("BERTH_DOCKER_HOST", "unix:///var/run/docker.sock")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -5,6 +5,7 @@
 mod accounts;
 mod api_keys;
 mod binary;
+mod deploy;
 mod git;
 mod members;
 mod openapi;

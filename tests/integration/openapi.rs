@@ -54,6 +54,13 @@ const EXPECTED: &[(&str, &str)] = &[
     ("post", "/api/workspaces/{ws}/projects/{p}/git/test"),
     ("post", "/api/workspaces/{ws}/projects/{p}/detect"),
     ("post", "/api/workspaces/{ws}/projects/detect"),
+    ("get", "/api/workspaces/{ws}/projects/{p}/deployments"),
+    ("post", "/api/workspaces/{ws}/projects/{p}/deployments"),
+    ("get", "/api/workspaces/{ws}/deployments/{id}"),
+    ("get", "/api/workspaces/{ws}/deployments/{id}/logs"),
+    ("post", "/api/workspaces/{ws}/deployments/{id}/cancel"),
+    ("post", "/api/workspaces/{ws}/deployments/{id}/retry"),
+    ("get", "/api/workspaces/{ws}/projects/{p}/releases"),
 ];
 
 #[tokio::test]

@@ -12,6 +12,8 @@ pub struct TestEnv {
     pub config: Arc<Config>,
     pub handle: Option<AppHandle>,
     pub base: String,
+    /// The proxy's HTTP listener (app traffic by Host).
+    pub apps: String,
     pub http: reqwest::Client,
 }
 
@@ -74,11 +76,15 @@ impl TestEnv {
     }
 
     async fn boot(dir: Arc<TempDir>, config: Arc<Config>) -> TestEnv {
-        let listeners = Listeners { api: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap() };
+        let listeners = Listeners {
+            api: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            http: Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()),
+        };
         let handle = app::start(config.clone(), listeners).await.unwrap();
         let base = format!("http://{}", handle.api_addr);
+        let apps = format!("http://{}", handle.http_addr.unwrap());
         let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        TestEnv { dir, config, handle: Some(handle), base, http }
+        TestEnv { dir, config, handle: Some(handle), base, apps, http }
     }
 
     /// Shuts down and boots again on the same data dir and config.

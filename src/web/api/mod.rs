@@ -3,6 +3,7 @@
 
 mod accounts;
 mod api_keys;
+mod deployments;
 pub mod error;
 pub mod extract;
 mod git;
@@ -99,6 +100,12 @@ pub fn router(state: AppState) -> Router<AppState> {
         .routes(routes!(git::test_git))
         .routes(routes!(git::detect_project))
         .routes(routes!(git::detect_repo))
+        .routes(routes!(deployments::list_deployments, deployments::create_deployment))
+        .routes(routes!(deployments::get_deployment))
+        .routes(routes!(deployments::deployment_logs))
+        .routes(routes!(deployments::cancel_deployment))
+        .routes(routes!(deployments::retry_deployment))
+        .routes(routes!(deployments::list_releases))
         .split_for_parts();
     let spec = openapi.to_pretty_json().unwrap_or_else(|_| "{}".into());
     routes

@@ -1,0 +1,191 @@
+//! Forwarding one request: route by host, pick a replica, retry connect failures, splice upgrades.
+
+use std::net::SocketAddr;
+
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::upgrade::OnUpgrade;
+use hyper::{Request, Response, StatusCode, Uri, Version};
+use hyper_util::rt::TokioIo;
+use tokio_util::sync::CancellationToken;
+
+use super::body::UpstreamBody;
+use super::error::{ProxyError, error_response};
+use super::headers::{self, ForwardedProto, X_REQUEST_ID};
+use super::routes::{Backend, normalize_host};
+use super::{Proxy, ProxyBody};
+
+/// What the serve loop knows about the connection a request arrived on.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnInfo {
+    pub peer: SocketAddr,
+    pub proto: ForwardedProto,
+    /// Cancelled when the listener finished draining: upgraded tunnels close then.
+    pub tunnels: CancellationToken,
+}
+
+impl Proxy {
+    /// Answers one client request: the upstream's response, or an error page from [`error_response`]. Either way the
+    /// response carries the request's `X-Request-Id`.
+    pub(crate) async fn handle(&self, req: Request<Incoming>, conn: &ConnInfo) -> Response<ProxyBody> {
+        self.stats.request();
+        let request_id = headers::request_id(req.headers());
+        let mut response = match self.forward(req, conn, &request_id).await {
+            Ok(response) => response,
+            Err(error) => {
+                self.stats.error(&error);
+                match error.status() {
+                    status if status.is_server_error() => {
+                        tracing::warn!(request_id = ?request_id, error = %error, source = ?std::error::Error::source(&error), "proxy error")
+                    }
+                    _ => tracing::debug!(request_id = ?request_id, error = %error, "proxy refused request"),
+                }
+                error_response(&error, &request_id)
+            }
+        };
+        response.headers_mut().insert(X_REQUEST_ID, request_id);
+        response
+    }
+
+    async fn forward(
+        &self,
+        mut req: Request<Incoming>,
+        conn: &ConnInfo,
+        request_id: &HeaderValue,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        if req.method() == hyper::Method::CONNECT {
+            return Err(ProxyError::BadRequest { reason: "uses CONNECT, which this server does not support" });
+        }
+        // For an absolute-form target the authority wins over `Host` (RFC 9112 §3.2.2).
+        let original_host = match req.uri().authority() {
+            Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
+            None => req.headers().get(header::HOST).cloned(),
+        }
+        .ok_or(ProxyError::BadRequest { reason: "does not name a host" })?;
+        let host = normalize_host(
+            original_host.to_str().map_err(|_| ProxyError::BadRequest { reason: "has a host that is not ASCII" })?,
+        );
+        if host.is_empty() {
+            return Err(ProxyError::BadRequest { reason: "does not name a host" });
+        }
+        // One load of the snapshot: the request is routed entirely by either the old or the new table.
+        let backend =
+            self.routes.load().get(&host).cloned().ok_or_else(|| ProxyError::UnknownHost { host: host.clone() })?;
+        if backend.upstreams().is_empty() {
+            return Err(ProxyError::NoReplicas { host });
+        }
+
+        let upgrade = headers::is_upgrade(req.headers());
+        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+        let (parts, body) = req.into_parts();
+        let mut outgoing = parts.headers;
+        headers::strip_hop_by_hop(&mut outgoing, upgrade);
+        headers::set_forwarded(&mut outgoing, conn.peer.ip(), conn.proto, &original_host);
+        outgoing.insert(header::HOST, original_host);
+        outgoing.insert(X_REQUEST_ID, request_id.clone());
+        let target = Target { method: parts.method, path: path_and_query(&parts.uri), headers: outgoing };
+
+        let mut response = self.send_with_retry(&backend, &host, &target, body).await?;
+        let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+        if switching {
+            // A 101 for a request that did not ask to upgrade breaks the protocol (RFC 9110 §15.2.2).
+            let Some(client_upgrade) = client_upgrade else {
+                return Err(ProxyError::BadGateway { host, source: "upstream switched protocols unasked".into() });
+            };
+            self.stats.upgrade();
+            let upstream_upgrade = hyper::upgrade::on(&mut response);
+            tokio::spawn(splice(client_upgrade, upstream_upgrade, conn.tunnels.clone()));
+        }
+        headers::strip_hop_by_hop(response.headers_mut(), switching);
+        Ok(response.map(|body| body.boxed_unsync()))
+    }
+
+    /// Sends `target` to the backend's replicas in round-robin order until one answers. A replica that cannot be
+    /// connected to is ejected and the next one tried, which is safe because a connect failure happens before any of
+    /// the body was sent; any other failure ends the request (the upstream may have acted on it).
+    async fn send_with_retry(
+        &self,
+        backend: &Backend,
+        host: &str,
+        target: &Target,
+        body: Incoming,
+    ) -> Result<Response<Incoming>, ProxyError> {
+        let mut body = Some(body);
+        let mut last_error: Option<hyper_util::client::legacy::Error> = None;
+        for addr in backend.attempt_order() {
+            let Some(attempt_body) = body.take() else { break };
+            let (upstream_body, slot) = UpstreamBody::new(attempt_body);
+            let req = target.request(addr, upstream_body)?;
+            match tokio::time::timeout(self.config.response_timeout, self.client.request(req)).await {
+                Ok(Ok(response)) => return Ok(response),
+                Ok(Err(error)) if error.is_connect() => {
+                    tracing::warn!(upstream = %addr, host, error = ?error, "upstream connect failed; ejecting it");
+                    self.stats.connect_failure();
+                    backend.eject(addr, self.config.eject_for);
+                    body = slot.reclaim();
+                    last_error = Some(error);
+                }
+                Ok(Err(error)) => return Err(ProxyError::BadGateway { host: host.to_owned(), source: error.into() }),
+                Err(_elapsed) => return Err(ProxyError::Timeout { host: host.to_owned() }),
+            }
+        }
+        let source = match last_error {
+            Some(error) => error.into(),
+            None => "the request body was already sent".into(),
+        };
+        Err(ProxyError::BadGateway { host: host.to_owned(), source })
+    }
+}
+
+/// The parts of the upstream request that stay the same across retries.
+struct Target {
+    method: hyper::Method,
+    path: String,
+    headers: HeaderMap,
+}
+
+impl Target {
+    fn request(&self, addr: SocketAddr, body: UpstreamBody) -> Result<Request<UpstreamBody>, ProxyError> {
+        let uri: Uri = format!("http://{addr}{}", self.path).parse().map_err(|e: hyper::http::uri::InvalidUri| {
+            ProxyError::BadGateway { host: addr.to_string(), source: e.into() }
+        })?;
+        let mut req = Request::new(body);
+        *req.method_mut() = self.method.clone();
+        *req.uri_mut() = uri;
+        // Upstreams always get HTTP/1.1: keep-alive and upgrades depend on it (RFC 9112 §9.3, RFC 9110 §7.8).
+        *req.version_mut() = Version::HTTP_11;
+        *req.headers_mut() = self.headers.clone();
+        Ok(req)
+    }
+}
+
+/// The request target in origin form (RFC 9112 §3.2.1): path and query, `/` when empty.
+fn path_and_query(uri: &Uri) -> String {
+    match uri.path_and_query() {
+        Some(pq) if pq.as_str().starts_with('/') => pq.as_str().to_owned(),
+        Some(pq) => format!("/{}", pq.as_str()),
+        None => "/".to_owned(),
+    }
+}
+
+/// Splices the client's and the upstream's upgraded connections both ways until either side closes or `stop` fires.
+async fn splice(client: OnUpgrade, upstream: OnUpgrade, stop: CancellationToken) {
+    let (client, upstream) = match tokio::try_join!(client, upstream) {
+        Ok(pair) => pair,
+        Err(error) => {
+            tracing::debug!(error = %error, "upgrade did not complete");
+            return;
+        }
+    };
+    let mut client = TokioIo::new(client);
+    let mut upstream = TokioIo::new(upstream);
+    tokio::select! {
+        result = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
+            if let Err(error) = result {
+                tracing::debug!(error = %error, "upgraded connection ended with an error");
+            }
+        }
+        () = stop.cancelled() => {}
+    }
+}

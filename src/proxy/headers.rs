@@ -1,0 +1,125 @@
+//! Header rewriting between client and upstream: hop-by-hop removal, `X-Forwarded-*` and `X-Request-Id`.
+
+use std::net::IpAddr;
+
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+/// `X-Request-Id`: correlates one request across the client, the proxy log and the app.
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// `X-Forwarded-For`: the chain of client addresses (de facto standard; RFC 7239 is the formal equivalent).
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// `X-Forwarded-Proto`: the scheme the client used to reach the proxy.
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// `X-Forwarded-Host`: the `Host` the client sent.
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// The headers that describe one connection rather than the message, so a proxy must not forward them
+/// (RFC 9110 §7.6.1; `Keep-Alive` and `Proxy-Connection` are the legacy ones it names, `Proxy-Authenticate` and
+/// `Proxy-Authorization` are meant for this hop only per RFC 9110 §11.7).
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+];
+
+/// The scheme the client used to reach the proxy, sent upstream as `X-Forwarded-Proto`. The plain listener passes
+/// `Http`; the TLS listener will pass `Https` through the same serve path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardedProto {
+    /// Plain HTTP.
+    Http,
+    /// HTTP over TLS.
+    Https,
+}
+
+impl ForwardedProto {
+    /// The header value: `http` or `https`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ForwardedProto::Http => "http",
+            ForwardedProto::Https => "https",
+        }
+    }
+}
+
+/// Whether `headers` ask to switch protocols: a `Connection` header listing `upgrade` and an `Upgrade` header
+/// (RFC 9110 §7.8: the `upgrade` connection option must accompany `Upgrade`).
+pub fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE) && connection_tokens(headers).iter().any(|t| t == "upgrade")
+}
+
+/// Removes the hop-by-hop headers (RFC 9110 §7.6.1) and every header named in `Connection`. When `keep_upgrade` is
+/// set (an upgrade request, or the 101 answering it), `Upgrade` and a `Connection: upgrade` are kept, since the
+/// protocol switch must reach the other side for the proxy to splice the two connections (RFC 9110 §7.8).
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    let upgrade = if keep_upgrade { headers.get(header::UPGRADE).cloned() } else { None };
+    for token in connection_tokens(headers) {
+        if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
+            headers.remove(name);
+        }
+    }
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+    if let Some(upgrade) = upgrade {
+        headers.insert(header::UPGRADE, upgrade);
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
+/// The lowercase options listed in every `Connection` header (a comma-separated list, RFC 9110 §7.6.1).
+fn connection_tokens(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+/// Sets the forwarding headers on a request about to go upstream: `X-Forwarded-For` gets the client address appended
+/// to whatever earlier proxies sent (all values joined into one, in order), `X-Forwarded-Proto` is replaced by
+/// `proto`, and `X-Forwarded-Host` is replaced by the `Host` the client sent. The previous values of the last two are
+/// not trusted: only this proxy knows how the client reached it.
+pub fn set_forwarded(headers: &mut HeaderMap, client: IpAddr, proto: ForwardedProto, original_host: &HeaderValue) {
+    let mut chain: Vec<String> = headers
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+        .collect();
+    chain.push(client.to_string());
+    headers.remove(&X_FORWARDED_FOR);
+    if let Ok(value) = HeaderValue::from_str(&chain.join(", ")) {
+        headers.insert(X_FORWARDED_FOR, value);
+    }
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto.as_str()));
+    headers.insert(X_FORWARDED_HOST, original_host.clone());
+}
+
+/// The request id for this request: the client's `X-Request-Id` when it is a plausible id (1–128 characters from
+/// `[A-Za-z0-9._:/+=-]`, so it cannot smuggle anything into logs or headers), otherwise a fresh UUID v7 (time
+/// ordered, so ids sort by arrival).
+pub fn request_id(headers: &HeaderMap) -> HeaderValue {
+    let incoming = headers.get(&X_REQUEST_ID).filter(|v| is_valid_request_id(v.as_bytes()));
+    match incoming {
+        Some(value) => value.clone(),
+        None => {
+            let id = uuid::Uuid::now_v7().hyphenated().to_string();
+            HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+        }
+    }
+}
+
+fn is_valid_request_id(bytes: &[u8]) -> bool {
+    (1..=128).contains(&bytes.len()) && bytes.iter().all(|b| b.is_ascii_alphanumeric() || b"._:/+=-".contains(b))
+}

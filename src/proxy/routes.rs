@@ -1,0 +1,139 @@
+//! The route table: which upstream replicas serve which host, and which of them are currently skipped.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// One app's upstream replicas (container IP:port), load-balanced round robin.
+///
+/// A backend keeps its passive-ejection state (which replicas recently refused connections) for as long as it lives,
+/// so a new [`RouteTable`] that reuses the same `Arc<Backend>` keeps skipping a replica that is known to be down.
+/// All state is atomic: picking and ejecting never block, and concurrent requests never see a torn state.
+#[derive(Debug)]
+pub struct Backend {
+    upstreams: Vec<SocketAddr>,
+    /// Incremented once per request: the replica a request tries first.
+    next: AtomicUsize,
+    /// Per replica, the end of its ejection in milliseconds since `epoch` (0: not ejected).
+    ejected_until: Vec<AtomicU64>,
+    epoch: Instant,
+}
+
+impl Backend {
+    /// A backend over `upstreams`, none of them ejected. An empty list is valid: the proxy answers 503 for it, which
+    /// is what an app scaled to zero (or with every replica crashed) should show.
+    pub fn new(upstreams: Vec<SocketAddr>) -> Backend {
+        let ejected_until = upstreams.iter().map(|_| AtomicU64::new(0)).collect();
+        Backend { upstreams, next: AtomicUsize::new(0), ejected_until, epoch: Instant::now() }
+    }
+
+    /// The replicas in the order given to [`Backend::new`].
+    pub fn upstreams(&self) -> &[SocketAddr] {
+        &self.upstreams
+    }
+
+    /// The order in which one request should try the replicas: starting at the round-robin position, every replica
+    /// not currently ejected, then the ejected ones (so that when all are ejected the request still probes them
+    /// rather than failing without trying). Each replica appears exactly once.
+    pub fn attempt_order(&self) -> Vec<SocketAddr> {
+        let n = self.upstreams.len();
+        if n == 0 {
+            return Vec::new();
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        let now = self.now_ms();
+        let mut healthy = Vec::with_capacity(n);
+        let mut ejected = Vec::new();
+        for offset in 0..n {
+            let i = (start + offset) % n;
+            let until = self.ejected_until.get(i).map_or(0, |u| u.load(Ordering::Relaxed));
+            let addr = self.upstreams[i % n];
+            if until > now { ejected.push(addr) } else { healthy.push(addr) }
+        }
+        healthy.extend(ejected);
+        healthy
+    }
+
+    /// Marks `addr` as failing for `duration`: requests try it last until then. Unknown addresses are ignored.
+    pub fn eject(&self, addr: SocketAddr, duration: Duration) {
+        let until = self.now_ms().saturating_add(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)).max(1);
+        for (i, upstream) in self.upstreams.iter().enumerate() {
+            if *upstream == addr
+                && let Some(slot) = self.ejected_until.get(i)
+            {
+                slot.store(until, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Whether `addr` is currently ejected.
+    pub fn is_ejected(&self, addr: SocketAddr) -> bool {
+        let now = self.now_ms();
+        self.upstreams
+            .iter()
+            .zip(&self.ejected_until)
+            .any(|(upstream, until)| *upstream == addr && until.load(Ordering::Relaxed) > now)
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+/// Host (lowercase, no port, no trailing dot) → backend. Immutable once published.
+///
+/// Hosts are normalised on insert and on lookup with [`normalize_host`], so `App.Example.com.:8080` and
+/// `app.example.com` name the same route.
+#[derive(Debug, Default, Clone)]
+pub struct RouteTable {
+    routes: HashMap<String, Arc<Backend>>,
+}
+
+impl RouteTable {
+    /// An empty table: every host gets the 404 page.
+    pub fn new() -> Self {
+        RouteTable { routes: HashMap::new() }
+    }
+
+    /// Routes `host` (normalised) to `backend`, replacing any previous route for it.
+    pub fn insert(&mut self, host: &str, backend: Arc<Backend>) {
+        self.routes.insert(normalize_host(host), backend);
+    }
+
+    /// The backend for `host` (normalised first), if any.
+    pub fn get(&self, host: &str) -> Option<&Arc<Backend>> {
+        self.routes.get(&normalize_host(host))
+    }
+
+    /// How many hosts are routed.
+    pub fn len(&self) -> usize {
+        self.routes.len()
+    }
+
+    /// Whether no host is routed.
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+}
+
+/// Normalises a `Host` header value or URI authority into a route key: trimmed, lowercase, without `:port` and
+/// without a trailing dot. Host names are case-insensitive (RFC 9110 §4.2.3, RFC 4343) and the port is not part of
+/// the name (RFC 9110 §7.2); an IPv6 literal keeps its brackets (RFC 3986 §3.2.2), so `[::1]:80` becomes `[::1]`.
+pub fn normalize_host(raw: &str) -> String {
+    let raw = raw.trim();
+    let without_port = if raw.starts_with('[') {
+        match raw.find(']') {
+            Some(end) => &raw[..=end],
+            None => raw,
+        }
+    } else {
+        match raw.rsplit_once(':') {
+            Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
+            _ => raw,
+        }
+    };
+    let without_dot = without_port.strip_suffix('.').unwrap_or(without_port);
+    without_dot.to_ascii_lowercase()
+}

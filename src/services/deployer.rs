@@ -1,0 +1,617 @@
+//! The deploy worker: takes queued deployments one at a time and turns them into running replicas with zero
+//! downtime, and the route table that sends each project's default domain to its healthy replicas.
+//!
+//! A deployment runs: fetch the commit → build the image (or take the project's image) → start the new replicas
+//! beside the old ones → wait until each accepts connections on the project's port (and answers 2xx/3xx on
+//! `health_check_path` when set) → publish routes to the new replicas → mark the old deployment superseded →
+//! let the old replicas drain, then stop them. Any failure before the route switch removes the new containers and
+//! leaves the running release serving.
+
+use super::git::git_error;
+use super::secrets::variable_aad;
+use super::{ServiceError, Services};
+use crate::build::git::{self as gitops, GitAuth};
+use crate::docker::{
+    ContainerSpec, ImageBuild, LABEL_DEPLOYMENT, LABEL_ENVIRONMENT, LABEL_MANAGED, LABEL_PROJECT, LABEL_WORKSPACE,
+};
+use crate::domain::deployment::{Deployment, DeploymentStatus};
+use crate::domain::{Builder, Project, Workspace, new_id, now};
+use crate::proxy::{Backend, RouteTable};
+use crate::store;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// Everything one deployment needs, read in one go.
+struct Job {
+    deployment: Deployment,
+    project: Project,
+    workspace: Workspace,
+}
+
+/// Why a deployment stopped early.
+enum Stop {
+    Cancelled,
+    Failed(String),
+}
+
+impl From<ServiceError> for Stop {
+    fn from(e: ServiceError) -> Self {
+        Stop::Failed(e.to_string())
+    }
+}
+
+impl From<store::StoreError> for Stop {
+    fn from(e: store::StoreError) -> Self {
+        Stop::Failed(e.to_string())
+    }
+}
+
+impl From<crate::docker::DockerError> for Stop {
+    fn from(e: crate::docker::DockerError) -> Self {
+        match e {
+            crate::docker::DockerError::Cancelled => Stop::Cancelled,
+            other => Stop::Failed(other.to_string()),
+        }
+    }
+}
+
+fn container_name(ws: &Workspace, p: &Project, d: &Deployment, i: u32) -> String {
+    format!("berth-{}-{}-{}-{i}", ws.namespace, p.slug, d.number)
+}
+
+/// The network every container of a workspace joins (stable across slug changes).
+pub(crate) fn network_name(ws: &Workspace) -> String {
+    format!("berth-{}", ws.namespace)
+}
+
+fn volume_name(p: &Project, name: &str) -> String {
+    format!("berth-{}-{name}", p.id)
+}
+
+impl Services {
+    /// Stops the build or rollout of a deployment that is being worked on (after `cancel` marked it).
+    pub(crate) fn cancel_running_job(&self, id: &str) {
+        if let Ok(jobs) = self.jobs.lock()
+            && let Some(token) = jobs.get(id)
+        {
+            token.cancel();
+        }
+    }
+
+    /// The worker loop: runs queued deployments one at a time until `shutdown`.
+    pub async fn deploy_worker(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            let next = self.store.read(store::deployments::in_progress).await;
+            let queued = match next {
+                Ok(list) => list.into_iter().find(|d| d.status == DeploymentStatus::Queued),
+                Err(e) => {
+                    tracing::warn!(error = %e, "while reading the deploy queue");
+                    None
+                }
+            };
+            match queued {
+                Some(d) => {
+                    let token = shutdown.child_token();
+                    if let Ok(mut jobs) = self.jobs.lock() {
+                        jobs.insert(d.id.clone(), token.clone());
+                    }
+                    let id = d.id.clone();
+                    self.run_deployment(d, token).await;
+                    if let Ok(mut jobs) = self.jobs.lock() {
+                        jobs.remove(&id);
+                    }
+                }
+                None => {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = self.deploy_wake.notified() => {}
+                        _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+                    }
+                }
+            }
+            if shutdown.is_cancelled() {
+                return;
+            }
+        }
+    }
+
+    async fn load_job(&self, d: Deployment) -> Result<Job, ServiceError> {
+        self.store
+            .read(move |c| {
+                let project: Project = c
+                    .prepare_cached("SELECT slug, workspace_id FROM projects WHERE id = ?1")?
+                    .query_row([&d.project_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                    .map_err(store::StoreError::from)
+                    .and_then(|(slug, ws_id)| {
+                        store::projects::by_slug(c, &ws_id, &slug)?
+                            .ok_or_else(|| store::StoreError::Corrupt("project vanished".into()))
+                    })?;
+                let workspace: Workspace = c
+                    .prepare_cached("SELECT slug FROM workspaces WHERE id = ?1")?
+                    .query_row([&project.workspace_id], |r| r.get::<_, String>(0))
+                    .map_err(store::StoreError::from)
+                    .and_then(|slug| {
+                        store::workspaces::by_slug(c, &slug)?
+                            .ok_or_else(|| store::StoreError::Corrupt("workspace vanished".into()))
+                    })?;
+                Ok(Job { deployment: d, project, workspace })
+            })
+            .await
+    }
+
+    async fn transition(&self, id: &str, next: DeploymentStatus, message: &str, error: Option<&str>) -> bool {
+        let (id, message, error) = (id.to_owned(), message.to_owned(), error.map(str::to_owned));
+        self.store
+            .write(move |tx| store::deployments::set_status(tx, &id, next, &message, error.as_deref(), now()))
+            .await
+            .unwrap_or(false)
+    }
+
+    async fn log(&self, id: &str, stream: &str, lines: Vec<String>) {
+        if lines.is_empty() {
+            return;
+        }
+        let lines: Vec<String> = lines.into_iter().map(|l| self.redact(id, l)).collect();
+        let (id, stream) = (id.to_owned(), stream.to_owned());
+        if let Err(e) =
+            self.store.write(move |tx| store::deployments::append_logs(tx, &id, &stream, &lines, now())).await
+        {
+            tracing::warn!(error = %e, "while writing a deployment log");
+        }
+    }
+
+    /// Secret values never reach a log: any line containing one has it replaced by the mask.
+    fn redact(&self, id: &str, line: String) -> String {
+        match self.secret_values.lock() {
+            Ok(map) => match map.get(id) {
+                Some(values) => {
+                    values.iter().filter(|v| v.len() >= 4).fold(line, |l, v| l.replace(v.as_str(), "********"))
+                }
+                None => line,
+            },
+            Err(_) => line,
+        }
+    }
+
+    async fn run_deployment(self: &Arc<Self>, d: Deployment, cancel: CancellationToken) {
+        let id = d.id.clone();
+        let job = match self.load_job(d).await {
+            Ok(j) => j,
+            Err(e) => {
+                self.transition(&id, DeploymentStatus::Failed, "could not load the project", Some(&e.to_string()))
+                    .await;
+                return;
+            }
+        };
+        let result = self.pipeline(&job, &cancel).await;
+        if let Ok(mut m) = self.secret_values.lock() {
+            m.remove(&id);
+        }
+        match result {
+            Ok(()) => {}
+            Err(Stop::Cancelled) => {
+                self.log(&id, "deploy", vec!["cancelled".into()]).await;
+                self.transition(&id, DeploymentStatus::Cancelled, "cancelled", None).await;
+            }
+            Err(Stop::Failed(reason)) => {
+                self.log(&id, "error", vec![format!("[ERROR] {reason}")]).await;
+                self.transition(&id, DeploymentStatus::Failed, "failed", Some(&reason)).await;
+            }
+        }
+        self.refresh_routes().await;
+    }
+
+    async fn pipeline(self: &Arc<Self>, job: &Job, cancel: &CancellationToken) -> Result<(), Stop> {
+        let (d, p) = (&job.deployment, &job.project);
+        let env = self.resolved_env_plain(&p.workspace_id, &p.id, &d.environment_id).await?;
+        if let Ok(mut m) = self.secret_values.lock() {
+            m.insert(d.id.clone(), env.iter().filter(|(_, _, secret)| *secret).map(|(_, v, _)| v.clone()).collect());
+        }
+        let image = match (&d.image, p.build.builder) {
+            (Some(image), _) => {
+                if !self.transition(&d.id, DeploymentStatus::Deploying, &format!("running image {image}"), None).await {
+                    return Err(Stop::Cancelled);
+                }
+                image.clone()
+            }
+            (None, Builder::Image) => {
+                return Err(Stop::Failed("the project uses the image builder but has no image".into()));
+            }
+            (None, _) => {
+                if !self.transition(&d.id, DeploymentStatus::Building, "fetching the commit", None).await {
+                    return Err(Stop::Cancelled);
+                }
+                let image = self.build(job, cancel).await?;
+                if !self.transition(&d.id, DeploymentStatus::Deploying, "starting replicas", None).await {
+                    return Err(Stop::Cancelled);
+                }
+                image
+            }
+        };
+        let id = d.id.clone();
+        let image2 = image.clone();
+        self.store
+            .write(move |tx| store::deployments::set_outputs(tx, &id, Some(&image2), None, None))
+            .await
+            .map_err(Stop::from)?;
+        self.roll_out(job, &image, env, cancel).await
+    }
+
+    /// Fetches and builds; returns the image tag.
+    async fn build(self: &Arc<Self>, job: &Job, cancel: &CancellationToken) -> Result<String, Stop> {
+        let (d, p) = (&job.deployment, &job.project);
+        let row = {
+            let pid = p.id.clone();
+            self.store.read(move |c| store::git::get(c, &pid)).await.map_err(ServiceError::from)?
+        }
+        .ok_or_else(|| Stop::Failed("the project has no git connection".into()))?;
+        let url = gitops::parse_repo_url(&row.repo_url, self.config.allow_local_repos)
+            .map_err(|e| Stop::Failed(format!("repo_url: {}", e.message)))?;
+        let auth = GitAuth {
+            ssh_private_key: Some(self.secrets.open(&row.deploy_key_private, &format!("deploy-key:{}", p.id))?),
+            token: match &row.access_token {
+                Some(t) => Some(self.secrets.open(t, &format!("git-token:{}", p.id))?),
+                None => None,
+            },
+        };
+        let dest = self.config.data_dir.join("repos").join(&p.id);
+        let opts = self.git_options();
+        let fetched = tokio::select! {
+            r = gitops::fetch_shallow(&url, d.branch.as_deref(), &auth, &opts, &dest) => r.map_err(|e| Stop::Failed(git_error(e).to_string()))?,
+            _ = cancel.cancelled() => return Err(Stop::Cancelled),
+        };
+        self.log(&d.id, "build", vec![format!("fetched {} ({})", fetched.branch, &fetched.sha)]).await;
+        let (id, sha) = (d.id.clone(), fetched.sha.clone());
+        self.store
+            .write(move |tx| store::deployments::set_outputs(tx, &id, None, Some(&sha), None))
+            .await
+            .map_err(Stop::from)?;
+
+        let context = if p.build.root_directory.is_empty() { dest.clone() } else { dest.join(&p.build.root_directory) };
+        let tag = format!("berth/{}:dep-{}", p.id, d.number);
+        let mut labels = BTreeMap::new();
+        labels.insert(LABEL_PROJECT.to_owned(), p.id.clone());
+        labels.insert(LABEL_DEPLOYMENT.to_owned(), d.id.clone());
+        let req = ImageBuild {
+            context_dir: context,
+            dockerfile: p.build.dockerfile_path.clone().unwrap_or_else(|| "Dockerfile".into()),
+            dockerfile_contents: None,
+            tag: tag.clone(),
+            build_args: Vec::new(),
+            labels,
+            no_cache: d.no_cache,
+            memory_bytes: Some(i64::from(self.config.build_memory_mb) * 1024 * 1024),
+            timeout: Duration::from_secs(u64::from(self.config.build_timeout_secs)),
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let writer = {
+            let me = self.clone();
+            let id = d.id.clone();
+            tokio::spawn(async move {
+                let mut batch = Vec::new();
+                while let Some(line) = rx.recv().await {
+                    batch.push(line);
+                    while let Ok(more) = rx.try_recv() {
+                        batch.push(more);
+                    }
+                    me.log(&id, "build", std::mem::take(&mut batch)).await;
+                }
+            })
+        };
+        let mut on_line = move |line: String| {
+            let _ = tx.send(line);
+        };
+        let built = self.docker.build_image(req, &mut on_line, cancel).await;
+        drop(on_line);
+        let _ = writer.await;
+        built?;
+        Ok(tag)
+    }
+
+    /// Starts the new replicas, waits for health, switches traffic, retires the old replicas.
+    async fn roll_out(
+        self: &Arc<Self>,
+        job: &Job,
+        image: &str,
+        env: Vec<(String, String, bool)>,
+        cancel: &CancellationToken,
+    ) -> Result<(), Stop> {
+        let (d, p, ws) = (&job.deployment, &job.project, &job.workspace);
+        let network = network_name(ws);
+        let mut labels = BTreeMap::new();
+        labels.insert(LABEL_MANAGED.to_owned(), "true".to_owned());
+        labels.insert(LABEL_WORKSPACE.to_owned(), ws.id.clone());
+        self.docker.ensure_network(&network, &labels).await?;
+        let mut volumes = Vec::new();
+        for v in &p.volumes {
+            let name = volume_name(p, &v.name);
+            let mut l = labels.clone();
+            l.insert(LABEL_PROJECT.to_owned(), p.id.clone());
+            self.docker.ensure_volume(&name, &l).await?;
+            volumes.push((name, v.mount_path.clone()));
+        }
+        labels.insert(LABEL_PROJECT.to_owned(), p.id.clone());
+        labels.insert(LABEL_DEPLOYMENT.to_owned(), d.id.clone());
+        labels.insert(LABEL_ENVIRONMENT.to_owned(), d.environment_id.clone());
+        let env_list: Vec<String> = env.iter().map(|(k, v, _)| format!("{k}={v}")).collect();
+        let cmd = p
+            .runtime
+            .start_command
+            .clone()
+            .or_else(|| p.build.start_command.clone())
+            .map(|c| vec!["/bin/sh".to_owned(), "-c".to_owned(), c]);
+        let cpu: f64 = p.cpu.parse().unwrap_or(0.5);
+        let ram: f64 = p.ram.parse().unwrap_or(0.5);
+        let mut started: Vec<String> = Vec::new();
+        let result = async {
+            for i in 0..p.replicas {
+                let spec = ContainerSpec {
+                    name: container_name(ws, p, d, i),
+                    image: image.to_owned(),
+                    env: env_list.clone(),
+                    cmd: cmd.clone(),
+                    labels: labels.clone(),
+                    network: Some(network.clone()),
+                    network_aliases: vec![p.slug.clone()],
+                    nano_cpus: Some((cpu * 1e9) as i64),
+                    memory_bytes: Some((ram * 1024.0 * 1024.0 * 1024.0) as i64),
+                    volumes: volumes.clone(),
+                    restart_on_failure: true,
+                };
+                started.push(self.docker.run_container(spec).await?);
+            }
+            let mut upstreams = Vec::new();
+            for c in &started {
+                upstreams.push(self.wait_healthy(c, &network, p, cancel).await?);
+            }
+            Ok::<_, Stop>(upstreams)
+        }
+        .await;
+        let upstreams = match result {
+            Ok(u) => u,
+            Err(stop) => {
+                for c in &started {
+                    let _ = self.docker.remove_container(c).await;
+                }
+                return Err(stop);
+            }
+        };
+        let _ = upstreams;
+        // The release, then the switch: mark running (the route table follows the running deployments).
+        let release_id = new_id();
+        let config = serde_json::json!({
+            "image": image, "env": env.iter().map(|(k, v, s)| serde_json::json!({"key": k, "value": v, "is_secret": s})).collect::<Vec<_>>(),
+            "port": p.port, "replicas": p.replicas, "cpu": p.cpu, "ram": p.ram, "volumes": p.volumes,
+            "start_command": cmd, "health_check_path": p.runtime.health_check_path,
+        });
+        let sealed = self.secrets.seal(&config.to_string(), &format!("release:{release_id}"))?;
+        let (dep, img) = (d.clone(), image.to_owned());
+        let previous = self
+            .store
+            .write(move |tx| {
+                let previous = store::deployments::running(tx, &dep.project_id, &dep.environment_id)?;
+                if !store::deployments::set_status(tx, &dep.id, DeploymentStatus::Running, "serving", None, now())? {
+                    return Ok::<_, ServiceError>(Err(()));
+                }
+                store::deployments::insert_release(tx, &release_id, &dep, &img, &sealed, now())?;
+                store::deployments::set_outputs(tx, &dep.id, None, None, Some(&release_id))?;
+                if let Some(prev) = &previous {
+                    store::deployments::set_status(
+                        tx,
+                        &prev.id,
+                        DeploymentStatus::Superseded,
+                        &format!("{} took over", dep.reference),
+                        None,
+                        now(),
+                    )?;
+                }
+                tx.execute("UPDATE projects SET status = 'running' WHERE id = ?1", [&dep.project_id])?;
+                Ok(Ok(previous))
+            })
+            .await
+            .map_err(Stop::from)?;
+        let previous = match previous {
+            Ok(p) => p,
+            Err(()) => {
+                for c in &started {
+                    let _ = self.docker.remove_container(c).await;
+                }
+                return Err(Stop::Cancelled);
+            }
+        };
+        self.refresh_routes().await;
+        self.log(&d.id, "deploy", vec![format!("{} replica(s) healthy; traffic switched", started.len())]).await;
+        if let Some(prev) = previous {
+            let me = self.clone();
+            let grace = Duration::from_secs(u64::from(self.config.drain_secs));
+            tokio::spawn(async move {
+                tokio::time::sleep(grace).await;
+                me.remove_deployment_containers(&prev.id).await;
+            });
+        }
+        Ok(())
+    }
+
+    /// At start: a deployment that was building or deploying when Berth stopped is marked failed with the reason
+    /// and its half-created containers are removed; queued ones stay queued and run; running ones keep serving
+    /// (their containers are found again by label) and the route table is rebuilt.
+    pub async fn recover_deployments(&self) -> Result<(), ServiceError> {
+        let interrupted: Vec<Deployment> = self
+            .store
+            .read(store::deployments::in_progress)
+            .await?
+            .into_iter()
+            .filter(|d| d.status != DeploymentStatus::Queued)
+            .collect();
+        for d in interrupted {
+            let reason = format!("interrupted: Berth stopped while the deployment was {}; deploy again", d.status);
+            self.transition(&d.id, DeploymentStatus::Failed, "interrupted by a restart", Some(&reason)).await;
+            self.remove_deployment_containers(&d.id).await;
+            tracing::warn!(deployment = %d.id, "{reason}");
+        }
+        self.refresh_routes().await;
+        Ok(())
+    }
+
+    /// Removes every container of a deployment (never its volumes).
+    pub(crate) async fn remove_deployment_containers(&self, deployment_id: &str) {
+        match self.docker.list_containers(&[(LABEL_DEPLOYMENT, deployment_id)], true).await {
+            Ok(list) => {
+                for c in list {
+                    let _ = self.docker.stop_container(&c.id, Duration::from_secs(10)).await;
+                    let _ = self.docker.remove_container(&c.id).await;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, deployment = deployment_id, "while removing old replicas"),
+        }
+    }
+
+    /// Waits until a new replica accepts connections on the project's port and, when set, answers 2xx/3xx on the
+    /// health check path. Fails with what went wrong.
+    async fn wait_healthy(
+        &self,
+        container: &str,
+        network: &str,
+        p: &Project,
+        cancel: &CancellationToken,
+    ) -> Result<SocketAddr, Stop> {
+        let deadline = Instant::now() + Duration::from_secs(u64::from(self.config.health_timeout_secs));
+        let mut last = String::from("no answer yet");
+        loop {
+            if cancel.is_cancelled() {
+                return Err(Stop::Cancelled);
+            }
+            let state = self.docker.inspect_container(container).await?;
+            let Some(state) = state else { return Err(Stop::Failed("the new replica disappeared".into())) };
+            if !state.running && state.exit_code.is_some_and(|c| c != 0 || state.restart_count > 0) {
+                let logs = self.docker.container_logs(container, Some(20), None).await.unwrap_or_default();
+                let tail: Vec<String> = logs.into_iter().map(|l| l.text).collect();
+                return Err(Stop::Failed(format!(
+                    "the app exited with code {} on start; last output: {}",
+                    state.exit_code.unwrap_or(-1),
+                    tail.join(" | ")
+                )));
+            }
+            if let Some(ip) = state.ip {
+                let addr = SocketAddr::new(ip, p.port);
+                match tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr)).await {
+                    Ok(Ok(stream)) => match &p.runtime.health_check_path {
+                        None => return Ok(addr),
+                        Some(path) => match http_status(stream, path).await {
+                            Some(s) if (200..400).contains(&s) => return Ok(addr),
+                            Some(s) => last = format!("{path} answered {s}"),
+                            None => last = format!("{path} gave no HTTP answer"),
+                        },
+                    },
+                    _ => last = format!("nothing listening on port {}", p.port),
+                }
+            }
+            let _ = network;
+            if Instant::now() >= deadline {
+                return Err(Stop::Failed(format!(
+                    "{last} after {} s — does the app bind 0.0.0.0:{}?",
+                    self.config.health_timeout_secs, p.port
+                )));
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return Err(Stop::Cancelled),
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+        }
+    }
+
+    /// The effective variables of a project environment, secrets opened: what the container gets.
+    async fn resolved_env_plain(
+        &self,
+        ws_id: &str,
+        project_id: &str,
+        env_id: &str,
+    ) -> Result<Vec<(String, String, bool)>, ServiceError> {
+        let (w, p, e) = (ws_id.to_owned(), project_id.to_owned(), env_id.to_owned());
+        let rows = self.store.read(move |c| store::variables::applicable(c, &w, &p, &e)).await?;
+        let mut by_key: BTreeMap<String, store::variables::StoredVariable> = BTreeMap::new();
+        for r in rows {
+            match by_key.get(&r.key) {
+                Some(existing) if existing.scope >= r.scope => {}
+                _ => {
+                    by_key.insert(r.key.clone(), r);
+                }
+            }
+        }
+        by_key
+            .into_values()
+            .map(|v| {
+                let value = if v.is_secret { self.secrets.open(&v.value, &variable_aad(&v.id))? } else { v.value };
+                Ok((v.key, value, v.is_secret))
+            })
+            .collect()
+    }
+
+    /// Rebuilds the route table from the running deployments and their containers, then publishes it.
+    pub async fn refresh_routes(&self) {
+        let rows = self
+            .store
+            .read(|c| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT d.id, p.slug, w.slug, p.port FROM deployments d JOIN projects p ON p.id = d.project_id
+                     JOIN workspaces w ON w.id = p.workspace_id JOIN environments e ON e.id = d.environment_id
+                     WHERE d.status = 'running' AND e.name = 'production'",
+                )?;
+                let rows = stmt
+                    .query_map([], |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, String>(2)?,
+                            r.get::<_, u16>(3)?,
+                        ))
+                    })?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok::<_, store::StoreError>(rows)
+            })
+            .await;
+        let rows = match rows {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "while reading routes; keeping the current table");
+                return;
+            }
+        };
+        let mut table = RouteTable::new();
+        for (dep, project, ws, port) in rows {
+            let containers = match self.docker.list_containers(&[(LABEL_DEPLOYMENT, dep.as_str())], false).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "while listing replicas; keeping the current table");
+                    return;
+                }
+            };
+            let upstreams: Vec<SocketAddr> = containers
+                .iter()
+                .filter(|c| c.running)
+                .filter_map(|c| c.ip.map(|ip| SocketAddr::new(ip, port)))
+                .collect();
+            table.insert(&format!("{project}.{ws}.{}", self.config.base_domain), Arc::new(Backend::new(upstreams)));
+        }
+        self.edge.publish(table);
+    }
+}
+
+/// A minimal `GET path HTTP/1.0` on an open connection; the status code, or `None` when the answer is not HTTP.
+async fn http_status(mut stream: tokio::net::TcpStream, path: &str) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let req = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\nUser-Agent: berth-health\r\n\r\n");
+    tokio::time::timeout(Duration::from_secs(2), async {
+        stream.write_all(req.as_bytes()).await.ok()?;
+        let mut buf = [0u8; 64];
+        let n = stream.read(&mut buf).await.ok()?;
+        let head = std::str::from_utf8(&buf[..n]).ok()?;
+        head.split_whitespace().nth(1)?.parse().ok()
+    })
+    .await
+    .ok()
+    .flatten()
+}

@@ -1,0 +1,312 @@
+//! Deployments as the API sees them: queue one, list, read with events and logs, cancel, retry, releases.
+//! The work itself is done by the deploy worker (`services::deployer`).
+
+use super::access::{Actor, resolve};
+use super::projects::{resolve_environment, resolve_project};
+use super::{ServiceError, Services};
+use crate::domain::deployment::{Deployment, DeploymentEvent, DeploymentKind, DeploymentStatus, LogLine, Release};
+use crate::domain::project::validate_branch;
+use crate::domain::{Builder, PageRequest, Paged, Role, deployment_ref, new_id, now};
+use crate::store;
+use rusqlite::Connection;
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+/// The body of `POST …/projects/:p/deployments`.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeployInput {
+    /// Default: the environment's branch, else the git connection's, else the repository's default.
+    pub branch: Option<String>,
+    /// Build from scratch, ignoring the image cache.
+    #[serde(default)]
+    pub no_cache: bool,
+    /// Free text shown with the deployment.
+    pub note: Option<String>,
+}
+
+/// A deployment with its timed events.
+#[derive(Debug, Clone, serde::Serialize, ToSchema)]
+pub struct DeploymentDetail {
+    #[serde(flatten)]
+    pub deployment: Deployment,
+    pub events: Vec<DeploymentEvent>,
+}
+
+fn deployment_not_found(id: &str) -> ServiceError {
+    ServiceError::NotFound(format!("deployment '{id}' not found"))
+}
+
+/// A deployment of a project in the caller's workspace `ws`; anything else is 404.
+fn resolve_deployment(
+    conn: &Connection,
+    actor: &Actor,
+    ws: &str,
+    id: &str,
+) -> Result<(super::Access, Deployment), ServiceError> {
+    let access = resolve(conn, actor, ws)?;
+    let d = store::deployments::get(conn, id)?.ok_or_else(|| deployment_not_found(id))?;
+    let in_ws: bool = conn
+        .prepare_cached("SELECT COUNT(*) FROM projects WHERE id = ?1 AND workspace_id = ?2")?
+        .query_row(rusqlite::params![d.project_id, access.workspace.id], |r| r.get::<_, i64>(0))?
+        > 0;
+    if !in_ws {
+        return Err(deployment_not_found(id));
+    }
+    Ok((access, d))
+}
+
+/// Queues a deployment in an open transaction: supersedes older queued ones of the same environment.
+pub(crate) fn queue(conn: &Connection, mut d: Deployment) -> Result<Deployment, ServiceError> {
+    d.number = store::deployments::next_number(conn, &d.project_id)?;
+    d.reference = deployment_ref(d.number);
+    for older in store::deployments::in_progress(conn)? {
+        if older.project_id == d.project_id
+            && older.environment_id == d.environment_id
+            && older.status == DeploymentStatus::Queued
+        {
+            store::deployments::set_status(
+                conn,
+                &older.id,
+                DeploymentStatus::Superseded,
+                &format!("superseded by {} before it started", d.reference),
+                None,
+                d.created_at,
+            )?;
+        }
+    }
+    store::deployments::insert(conn, &d)?;
+    Ok(d)
+}
+
+impl Services {
+    /// `POST …/projects/:p/deployments` (member): queues a build of the project's git branch (or a run of its image).
+    pub async fn create_deployment(
+        &self,
+        actor: &Actor,
+        ws: &str,
+        project: &str,
+        environment: Option<&str>,
+        input: DeployInput,
+    ) -> Result<Deployment, ServiceError> {
+        let branch = input.branch.as_deref().map(|b| validate_branch("branch", b)).transpose()?;
+        let (actor, ws, project, env) =
+            (actor.clone(), ws.to_owned(), project.to_owned(), environment.map(str::to_owned));
+        let d = self
+            .store
+            .write(move |tx| {
+                let (access, p) = resolve_project(tx, &actor, &ws, &project)?;
+                access.require(Role::Member, "deploying")?;
+                let e = resolve_environment(tx, &p, env.as_deref())?;
+                let git = store::git::get(tx, &p.id)?;
+                if p.build.builder != Builder::Image && git.is_none() {
+                    return Err(ServiceError::conflict(
+                        "nothing_to_deploy",
+                        format!(
+                            "project '{}' has no git connection and no image; PUT …/git or set an image first",
+                            p.slug
+                        ),
+                    ));
+                }
+                let branch = branch.or(e.branch.clone()).or(git.and_then(|g| g.branch));
+                let d = Deployment {
+                    id: new_id(),
+                    reference: String::new(),
+                    number: 0,
+                    project_id: p.id.clone(),
+                    environment_id: e.id.clone(),
+                    environment: e.name.clone(),
+                    kind: DeploymentKind::Build,
+                    status: DeploymentStatus::Queued,
+                    trigger: "api".into(),
+                    triggered_by: Some(actor.user.email.clone()),
+                    branch,
+                    commit: None,
+                    image: if p.build.builder == Builder::Image { p.image.clone() } else { None },
+                    release_id: None,
+                    retry_of: None,
+                    no_cache: input.no_cache,
+                    note: input.note.clone(),
+                    error: None,
+                    created_at: now(),
+                    started_at: None,
+                    finished_at: None,
+                };
+                let d = queue(tx, d)?;
+                store::audit::insert(
+                    tx,
+                    &actor.audit(
+                        Some(&access.workspace.id),
+                        "deployment.create",
+                        format!("{}/{}", p.slug, d.reference),
+                        serde_json::json!({"branch": d.branch, "environment": d.environment}),
+                    ),
+                )?;
+                Ok(d)
+            })
+            .await?;
+        self.deploy_wake.notify_one();
+        Ok(d)
+    }
+
+    /// `GET …/projects/:p/deployments` (member).
+    pub async fn list_deployments(
+        &self,
+        actor: &Actor,
+        ws: &str,
+        project: &str,
+        status: Option<DeploymentStatus>,
+        environment: Option<&str>,
+        page: PageRequest,
+    ) -> Result<Paged<Deployment>, ServiceError> {
+        let (actor, ws, project, env) =
+            (actor.clone(), ws.to_owned(), project.to_owned(), environment.map(str::to_owned));
+        self.store
+            .read(move |c| {
+                let (_, p) = resolve_project(c, &actor, &ws, &project)?;
+                let env_id = match env {
+                    Some(name) => Some(resolve_environment(c, &p, Some(&name))?.id),
+                    None => None,
+                };
+                Ok(store::deployments::list(c, &p.id, status, env_id.as_deref(), page)?)
+            })
+            .await
+    }
+
+    /// `GET /workspaces/:ws/deployments/:id` (member): with its events.
+    pub async fn get_deployment(&self, actor: &Actor, ws: &str, id: &str) -> Result<DeploymentDetail, ServiceError> {
+        let (actor, ws, id) = (actor.clone(), ws.to_owned(), id.to_owned());
+        self.store
+            .read(move |c| {
+                let (_, d) = resolve_deployment(c, &actor, &ws, &id)?;
+                let events = store::deployments::events(c, &d.id)?;
+                Ok(DeploymentDetail { deployment: d, events })
+            })
+            .await
+    }
+
+    /// `GET …/deployments/:id/logs?after=&limit=` (member).
+    pub async fn deployment_logs(
+        &self,
+        actor: &Actor,
+        ws: &str,
+        id: &str,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<LogLine>, ServiceError> {
+        let (actor, ws, id) = (actor.clone(), ws.to_owned(), id.to_owned());
+        self.store
+            .read(move |c| {
+                let (_, d) = resolve_deployment(c, &actor, &ws, &id)?;
+                Ok(store::deployments::logs_after(c, &d.id, after, limit)?)
+            })
+            .await
+    }
+
+    /// `POST …/deployments/:id/cancel` (member): a queued one is cancelled at once; a building or deploying one is
+    /// stopped by the worker (its build is interrupted, its new containers removed). 409 once it has finished.
+    pub async fn cancel_deployment(&self, actor: &Actor, ws: &str, id: &str) -> Result<Deployment, ServiceError> {
+        let (a, w, i) = (actor.clone(), ws.to_owned(), id.to_owned());
+        let d = self
+            .store
+            .write(move |tx| {
+                let (access, d) = resolve_deployment(tx, &a, &w, &i)?;
+                access.require(Role::Member, "cancelling a deployment")?;
+                if !d.status.can_cancel() {
+                    return Err(ServiceError::conflict(
+                        "not_cancellable",
+                        format!(
+                            "{} is {}; only queued, building or deploying deployments can be cancelled",
+                            d.reference, d.status
+                        ),
+                    ));
+                }
+                store::deployments::set_status(
+                    tx,
+                    &d.id,
+                    DeploymentStatus::Cancelled,
+                    &format!("cancelled by {}", a.user.email),
+                    None,
+                    now(),
+                )?;
+                store::audit::insert(
+                    tx,
+                    &a.audit(
+                        Some(&access.workspace.id),
+                        "deployment.cancel",
+                        d.reference.clone(),
+                        serde_json::json!({"id": d.id}),
+                    ),
+                )?;
+                Ok(store::deployments::get(tx, &d.id)?.unwrap_or(d))
+            })
+            .await?;
+        self.cancel_running_job(&d.id);
+        Ok(d)
+    }
+
+    /// `POST …/deployments/:id/retry` (member): queues a new deployment like a failed or cancelled one.
+    pub async fn retry_deployment(&self, actor: &Actor, ws: &str, id: &str) -> Result<Deployment, ServiceError> {
+        let (a, w, i) = (actor.clone(), ws.to_owned(), id.to_owned());
+        let d = self
+            .store
+            .write(move |tx| {
+                let (access, old) = resolve_deployment(tx, &a, &w, &i)?;
+                access.require(Role::Member, "retrying a deployment")?;
+                if !old.status.can_retry() {
+                    return Err(ServiceError::conflict(
+                        "not_retryable",
+                        format!(
+                            "{} is {}; only failed or cancelled deployments can be retried",
+                            old.reference, old.status
+                        ),
+                    ));
+                }
+                let d = Deployment {
+                    id: new_id(),
+                    status: DeploymentStatus::Queued,
+                    trigger: "retry".into(),
+                    triggered_by: Some(a.user.email.clone()),
+                    retry_of: Some(old.id.clone()),
+                    error: None,
+                    created_at: now(),
+                    started_at: None,
+                    finished_at: None,
+                    release_id: if old.kind == DeploymentKind::Rollback { old.release_id.clone() } else { None },
+                    commit: if old.kind.builds() { None } else { old.commit.clone() },
+                    ..old.clone()
+                };
+                let d = queue(tx, d)?;
+                store::audit::insert(
+                    tx,
+                    &a.audit(
+                        Some(&access.workspace.id),
+                        "deployment.retry",
+                        d.reference.clone(),
+                        serde_json::json!({"retry_of": old.reference}),
+                    ),
+                )?;
+                Ok(d)
+            })
+            .await?;
+        self.deploy_wake.notify_one();
+        Ok(d)
+    }
+
+    /// `GET …/projects/:p/releases` (member): every successful deployment, newest first.
+    pub async fn list_releases(
+        &self,
+        actor: &Actor,
+        ws: &str,
+        project: &str,
+        page: PageRequest,
+    ) -> Result<Paged<Release>, ServiceError> {
+        let (actor, ws, project) = (actor.clone(), ws.to_owned(), project.to_owned());
+        self.store
+            .read(move |c| {
+                let (_, p) = resolve_project(c, &actor, &ws, &project)?;
+                Ok(store::deployments::releases(c, &p.id, page)?)
+            })
+            .await
+    }
+}

@@ -1,0 +1,179 @@
+//! Deployments, their logs, and releases.
+
+use super::error::ApiError;
+use super::extract::{ApiQuery, Auth, OptionalJson, Pagination};
+use super::views::PageParams;
+use super::{CommonErrors, Envelope, ok};
+use crate::domain::DeploymentStatus;
+use crate::domain::deployment::{Deployment, LogLine, Release};
+use crate::services::{DeployInput, DeploymentDetail, ServiceError};
+use crate::web::AppState;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+/// `?status=&environment=` on the deployment list.
+#[derive(Deserialize, IntoParams, Default)]
+#[into_params(parameter_in = Query)]
+pub struct DeploymentFilter {
+    /// queued, building, deploying, running, failed, cancelled, superseded or stopped.
+    pub status: Option<String>,
+    /// Environment name (default: all).
+    pub environment: Option<String>,
+}
+
+/// `?environment=` on `POST …/deployments` (default production).
+#[derive(Deserialize, IntoParams, Default)]
+#[into_params(parameter_in = Query)]
+pub struct EnvironmentParam {
+    pub environment: Option<String>,
+}
+
+/// `?after=&limit=` on the build log.
+#[derive(Deserialize, IntoParams, Default)]
+#[into_params(parameter_in = Query)]
+pub struct LogParams {
+    /// Return lines after this sequence number (default 0).
+    pub after: Option<i64>,
+    /// 1–10000 (default 1000).
+    pub limit: Option<u32>,
+}
+
+/// A page of deployments.
+#[derive(Serialize, ToSchema)]
+pub struct DeploymentList {
+    pub deployments: Vec<Deployment>,
+    pub total: i64,
+    pub page: u32,
+    pub limit: u32,
+}
+
+/// A page of releases.
+#[derive(Serialize, ToSchema)]
+pub struct ReleaseList {
+    pub releases: Vec<Release>,
+    pub total: i64,
+    pub page: u32,
+    pub limit: u32,
+}
+
+/// Build and deploy log lines.
+#[derive(Serialize, ToSchema)]
+pub struct LogPage {
+    pub lines: Vec<LogLine>,
+    /// Pass as `after` to continue.
+    pub last_seq: i64,
+}
+
+fn accepted<T: Serialize>(data: T) -> Response {
+    (StatusCode::ACCEPTED, axum::Json(Envelope { success: true, data })).into_response()
+}
+
+/// A project's deployments, newest first.
+#[utoipa::path(get, path = "/api/workspaces/{ws}/projects/{p}/deployments", tag = "deployments",
+    params(("ws" = String, Path, description = "Workspace slug"), ("p" = String, Path, description = "Project slug"), DeploymentFilter, PageParams),
+    responses((status = 200, description = "A page of deployments", body = Envelope<DeploymentList>), CommonErrors))]
+pub async fn list_deployments(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path((ws, p)): Path<(String, String)>,
+    ApiQuery(f): ApiQuery<DeploymentFilter>,
+    Pagination(page): Pagination,
+) -> Result<Response, ApiError> {
+    let status = match f.status.as_deref() {
+        None => None,
+        Some(s) => Some(DeploymentStatus::parse(s).ok_or_else(|| {
+            ServiceError::invalid("status", format!("'{s}' is not a deployment status (queued, building, deploying, running, failed, cancelled, superseded, stopped)"))
+        })?),
+    };
+    let r = state.services.list_deployments(&actor, &ws, &p, status, f.environment.as_deref(), page).await?;
+    Ok(ok(DeploymentList { deployments: r.items, total: r.total, page: page.page, limit: page.limit }))
+}
+
+/// Queues a deployment (member): builds the git branch (or runs the project's image) and rolls it out with zero
+/// downtime. 202: follow it with `GET /workspaces/:ws/deployments/:id` and its logs.
+#[utoipa::path(post, path = "/api/workspaces/{ws}/projects/{p}/deployments", tag = "deployments",
+    params(("ws" = String, Path, description = "Workspace slug"), ("p" = String, Path, description = "Project slug"), EnvironmentParam),
+    request_body(content = Option<DeployInput>, description = "Optional"),
+    responses((status = 202, description = "Queued", body = Envelope<Deployment>), CommonErrors))]
+pub async fn create_deployment(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path((ws, p)): Path<(String, String)>,
+    ApiQuery(q): ApiQuery<EnvironmentParam>,
+    OptionalJson(body): OptionalJson<DeployInput>,
+) -> Result<Response, ApiError> {
+    Ok(accepted(state.services.create_deployment(&actor, &ws, &p, q.environment.as_deref(), body).await?))
+}
+
+/// One deployment: status, error, events with times, commit, image.
+#[utoipa::path(get, path = "/api/workspaces/{ws}/deployments/{id}", tag = "deployments",
+    params(("ws" = String, Path, description = "Workspace slug"), ("id" = String, Path, description = "Deployment id")),
+    responses((status = 200, description = "The deployment", body = Envelope<DeploymentDetail>), CommonErrors))]
+pub async fn get_deployment(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path((ws, id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    Ok(ok(state.services.get_deployment(&actor, &ws, &id).await?))
+}
+
+/// The build and deploy log, from a sequence number on.
+#[utoipa::path(get, path = "/api/workspaces/{ws}/deployments/{id}/logs", tag = "deployments",
+    params(("ws" = String, Path, description = "Workspace slug"), ("id" = String, Path, description = "Deployment id"), LogParams),
+    responses((status = 200, description = "Log lines", body = Envelope<LogPage>), CommonErrors))]
+pub async fn deployment_logs(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path((ws, id)): Path<(String, String)>,
+    ApiQuery(q): ApiQuery<LogParams>,
+) -> Result<Response, ApiError> {
+    let limit = q.limit.unwrap_or(1000);
+    if !(1..=10_000).contains(&limit) {
+        return Err(ServiceError::invalid("limit", format!("{limit} must be from 1 to 10000")).into());
+    }
+    let after = q.after.unwrap_or(0);
+    let lines = state.services.deployment_logs(&actor, &ws, &id, after, limit).await?;
+    let last_seq = lines.last().map_or(after, |l| l.seq);
+    Ok(ok(LogPage { lines, last_seq }))
+}
+
+/// Cancels a queued, building or deploying deployment (member); 409 once it finished.
+#[utoipa::path(post, path = "/api/workspaces/{ws}/deployments/{id}/cancel", tag = "deployments",
+    params(("ws" = String, Path, description = "Workspace slug"), ("id" = String, Path, description = "Deployment id")),
+    responses((status = 200, description = "Cancelled", body = Envelope<Deployment>), CommonErrors))]
+pub async fn cancel_deployment(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path((ws, id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    Ok(ok(state.services.cancel_deployment(&actor, &ws, &id).await?))
+}
+
+/// Queues a new deployment like a failed or cancelled one (member); 409 otherwise.
+#[utoipa::path(post, path = "/api/workspaces/{ws}/deployments/{id}/retry", tag = "deployments",
+    params(("ws" = String, Path, description = "Workspace slug"), ("id" = String, Path, description = "Deployment id")),
+    responses((status = 202, description = "Queued", body = Envelope<Deployment>), CommonErrors))]
+pub async fn retry_deployment(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path((ws, id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    Ok(accepted(state.services.retry_deployment(&actor, &ws, &id).await?))
+}
+
+/// Every successful deployment of a project, newest first: the rollback targets.
+#[utoipa::path(get, path = "/api/workspaces/{ws}/projects/{p}/releases", tag = "deployments",
+    params(("ws" = String, Path, description = "Workspace slug"), ("p" = String, Path, description = "Project slug"), PageParams),
+    responses((status = 200, description = "A page of releases", body = Envelope<ReleaseList>), CommonErrors))]
+pub async fn list_releases(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path((ws, p)): Path<(String, String)>,
+    Pagination(page): Pagination,
+) -> Result<Response, ApiError> {
+    let r = state.services.list_releases(&actor, &ws, &p, page).await?;
+    Ok(ok(ReleaseList { releases: r.items, total: r.total, page: page.page, limit: page.limit }))
+}

@@ -1,0 +1,227 @@
+//! Deployments end to end on the real Docker engine: a real git repository with a Dockerfile built from a
+//! locally made busybox image, served through Berth's HTTP listener by Host, a failing health check that leaves
+//! the old version serving, a zero-downtime swap under continuous requests, cancel, retry and releases.
+
+use crate::support::{Cred, TestEnv};
+use serde_json::{Value, json};
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+const BASE_IMAGE: &str = "berth-test/busybox:1";
+
+fn sh(dir: &Path, program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "Test")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "Test")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A busybox image made from the host's static busybox (no registry here); built once, then reused.
+fn base_image() {
+    let exists = Command::new("docker").args(["image", "inspect", BASE_IMAGE]).output().unwrap().status.success();
+    if exists {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy("/bin/busybox", dir.path().join("busybox"))
+        .expect("busybox-static must be installed (apt-get install busybox-static)");
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n",
+    )
+    .unwrap();
+    sh(dir.path(), "docker", &["build", "-q", "-t", BASE_IMAGE, "."]);
+}
+
+/// Writes the app: busybox httpd serving `body` on `port`.
+fn write_app(dir: &Path, body: &str, port: u16) {
+    std::fs::create_dir_all(dir.join("www")).unwrap();
+    std::fs::write(dir.join("www/index.html"), body).unwrap();
+    std::fs::write(
+        dir.join("Dockerfile"),
+        format!("FROM {BASE_IMAGE}\nCOPY www /www\nCMD [\"busybox\", \"httpd\", \"-f\", \"-p\", \"{port}\", \"-h\", \"/www\"]\n"),
+    )
+    .unwrap();
+}
+
+fn commit(dir: &Path, message: &str) {
+    sh(dir, "git", &["add", "-A"]);
+    sh(dir, "git", &["commit", "-q", "-m", message]);
+}
+
+/// Removes every Docker object of the test's workspace, even when the test fails.
+struct Cleanup(String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let filter = format!("label=berth.workspace={}", self.0);
+        if let Ok(out) = Command::new("docker").args(["ps", "-aq", "--filter", &filter]).output() {
+            for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = Command::new("docker").args(["rm", "-f", id]).output();
+            }
+        }
+        if let Ok(out) = Command::new("docker").args(["network", "ls", "-q", "--filter", &filter]).output() {
+            for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = Command::new("docker").args(["network", "rm", id]).output();
+            }
+        }
+        if let Ok(out) = Command::new("docker").args(["volume", "ls", "-q", "--filter", &filter]).output() {
+            for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = Command::new("docker").args(["volume", "rm", id]).output();
+            }
+        }
+    }
+}
+
+async fn wait_for(env: &TestEnv, owner: &Cred, id: &str, want: &[&str], within: Duration) -> Value {
+    let start = Instant::now();
+    loop {
+        let r = env.get(&format!("/api/workspaces/acme/deployments/{id}"), owner).await.expect(200);
+        let status = r.data()["status"].as_str().unwrap().to_owned();
+        if want.contains(&status.as_str()) {
+            return r.data().clone();
+        }
+        assert!(start.elapsed() < within, "deployment {id} is {status}, waited for {want:?}: {}", r.body);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn fetch(env: &TestEnv, host: &str) -> Option<(u16, String)> {
+    let r = env.http.get(format!("{}/", env.apps)).header("Host", host).send().await.ok()?;
+    let status = r.status().as_u16();
+    Some((status, r.text().await.ok()?))
+}
+
+#[tokio::test]
+async fn a_git_push_becomes_a_running_app_and_bad_deploys_never_take_it_down() {
+    base_image();
+    let env = TestEnv::start_with(|c| {
+        c.allow_local_repos = true;
+        c.health_timeout_secs = 5;
+        c.drain_secs = 1;
+    })
+    .await;
+    let (_, owner) = env.user_with_key("ops@acme.io", "acme").await;
+    let ws_id = env.get("/api/workspaces/acme", &owner).await.expect(200).data()["id"].as_str().unwrap().to_owned();
+    let _cleanup = Cleanup(ws_id);
+    let repo = tempfile::tempdir().unwrap();
+    let dir = repo.path();
+    sh(dir, "git", &["init", "-q", "-b", "main"]);
+    write_app(dir, "hello v1", 8080);
+    commit(dir, "v1");
+
+    env.post(
+        "/api/workspaces/acme/projects",
+        &owner,
+        json!({"name": "web", "port": 8080, "replicas": 2, "build": {"builder": "dockerfile"}}),
+    )
+    .await
+    .expect(201);
+    let base = "/api/workspaces/acme/projects/web";
+    let r = env.post(&format!("{base}/deployments"), &owner, json!({})).await.expect(409);
+    assert_eq!(r.code(), "nothing_to_deploy");
+    env.put(&format!("{base}/git"), &owner, json!({"repo_url": format!("file://{}", dir.display())})).await.expect(201);
+
+    // First deploy.
+    let r = env.post(&format!("{base}/deployments"), &owner, json!({"note": "first"})).await.expect(202);
+    assert_eq!((r.data()["ref"].clone(), r.data()["status"].clone()), (json!("DEP-0001"), json!("queued")));
+    let id1 = r.data()["id"].as_str().unwrap().to_owned();
+    let d = wait_for(&env, &owner, &id1, &["running", "failed"], Duration::from_secs(120)).await;
+    assert_eq!(d["status"], json!("running"), "{d}");
+    let events: Vec<&str> = d["events"].as_array().unwrap().iter().map(|e| e["status"].as_str().unwrap()).collect();
+    assert_eq!(events, ["queued", "building", "deploying", "running"]);
+    assert_eq!(d["commit"].as_str().unwrap().len(), 40);
+    let logs = env.get(&format!("/api/workspaces/acme/deployments/{id1}/logs"), &owner).await.expect(200);
+    assert!(
+        logs.data()["lines"].to_string().contains("COPY www /www"),
+        "the build log streams the build: {}",
+        logs.body
+    );
+    assert_eq!(fetch(&env, "web.acme.localhost").await, Some((200, "hello v1".into())));
+    assert_eq!(fetch(&env, "WEB.acme.localhost:8080").await.map(|r| r.1), Some("hello v1".into()));
+    assert_eq!(fetch(&env, "nope.acme.localhost").await.map(|r| r.0), Some(404));
+    let out = sh(dir, "docker", &["ps", "--filter", &format!("label=berth.deployment={id1}"), "-q"]);
+    assert_eq!(out.split_whitespace().count(), 2, "two replicas");
+
+    // A deploy whose app listens on the wrong port fails and leaves v1 serving.
+    write_app(dir, "broken", 9090);
+    commit(dir, "wrong port");
+    let r = env.post(&format!("{base}/deployments"), &owner, json!({})).await.expect(202);
+    let id2 = r.data()["id"].as_str().unwrap().to_owned();
+    let d = wait_for(&env, &owner, &id2, &["running", "failed"], Duration::from_secs(120)).await;
+    assert_eq!(d["status"], json!("failed"));
+    assert!(d["error"].as_str().unwrap().contains("nothing listening on port 8080"), "{d}");
+    assert_eq!(fetch(&env, "web.acme.localhost").await, Some((200, "hello v1".into())));
+    let out = sh(dir, "docker", &["ps", "-a", "--filter", &format!("label=berth.deployment={id2}"), "-q"]);
+    assert!(out.trim().is_empty(), "the failed deployment's containers are removed");
+
+    // v2 under continuous requests: not one fails across the swap.
+    write_app(dir, "hello v2", 8080);
+    commit(dir, "v2");
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let client = {
+        let (stop, ok, failed, http, apps) =
+            (stop.clone(), ok.clone(), failed.clone(), env.http.clone(), env.apps.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let r = http.get(format!("{apps}/")).header("Host", "web.acme.localhost").send().await;
+                match r {
+                    Ok(r) if r.status() == 200 => ok.fetch_add(1, Ordering::Relaxed),
+                    _ => failed.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        })
+    };
+    let r = env.post(&format!("{base}/deployments"), &owner, json!({})).await.expect(202);
+    let id3 = r.data()["id"].as_str().unwrap().to_owned();
+    let d = wait_for(&env, &owner, &id3, &["running", "failed"], Duration::from_secs(120)).await;
+    assert_eq!(d["status"], json!("running"), "{d}");
+    tokio::time::sleep(Duration::from_millis(1500)).await; // past the drain of the old replicas
+    stop.store(true, Ordering::Relaxed);
+    client.await.unwrap();
+    assert_eq!(failed.load(Ordering::Relaxed), 0, "{} requests failed during the swap", failed.load(Ordering::Relaxed));
+    assert!(ok.load(Ordering::Relaxed) > 20);
+    assert_eq!(fetch(&env, "web.acme.localhost").await, Some((200, "hello v2".into())));
+    let d1 = env.get(&format!("/api/workspaces/acme/deployments/{id1}"), &owner).await.expect(200);
+    assert_eq!(d1.data()["status"], json!("superseded"));
+
+    // Releases: one per successful deployment.
+    let r = env.get(&format!("{base}/releases"), &owner).await.expect(200);
+    assert_eq!(r.data()["total"], json!(2));
+    assert_eq!(r.data()["releases"][0]["deployment_id"], json!(id3));
+
+    // Cancel a queued one; retry it; a finished one cannot be cancelled.
+    let r = env.post(&format!("{base}/deployments"), &owner, json!({})).await.expect(202);
+    let id4 = r.data()["id"].as_str().unwrap().to_owned();
+    let r = env.post(&format!("/api/workspaces/acme/deployments/{id4}/cancel"), &owner, json!({})).await;
+    if r.status == 200 {
+        assert_eq!(r.data()["status"], json!("cancelled"));
+    }
+    let d = wait_for(&env, &owner, &id4, &["cancelled", "running"], Duration::from_secs(120)).await;
+    if d["status"] == json!("cancelled") {
+        let r = env.post(&format!("/api/workspaces/acme/deployments/{id4}/retry"), &owner, json!({})).await.expect(202);
+        assert_eq!(r.data()["retry_of"], json!(id4));
+        let id5 = r.data()["id"].as_str().unwrap().to_owned();
+        wait_for(&env, &owner, &id5, &["running"], Duration::from_secs(120)).await;
+    }
+    let r = env.post(&format!("/api/workspaces/acme/deployments/{id1}/cancel"), &owner, json!({})).await.expect(409);
+    assert_eq!(r.code(), "not_cancellable");
+    env.post(&format!("/api/workspaces/acme/deployments/{id1}/retry"), &owner, json!({})).await.expect(409);
+    assert_eq!(fetch(&env, "web.acme.localhost").await, Some((200, "hello v2".into())));
+
+    // Other workspaces see nothing.
+    let (_, stranger) = env.user_with_key("eve@evil.io", "evil").await;
+    env.get(&format!("/api/workspaces/acme/deployments/{id1}"), &stranger).await.expect(404);
+    env.get(&format!("/api/workspaces/evil/deployments/{id1}"), &stranger).await.expect(404);
+}
