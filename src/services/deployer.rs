@@ -14,9 +14,8 @@ use crate::build::git::{self as gitops, GitAuth};
 use crate::docker::{
     ContainerSpec, ImageBuild, LABEL_DEPLOYMENT, LABEL_ENVIRONMENT, LABEL_MANAGED, LABEL_PROJECT, LABEL_WORKSPACE,
 };
-use crate::domain::deployment::{Deployment, DeploymentStatus};
+use crate::domain::deployment::{Deployment, DeploymentKind, DeploymentStatus};
 use crate::domain::{Builder, Project, Workspace, new_id, now};
-use crate::proxy::{Backend, RouteTable};
 use crate::store;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -187,9 +186,6 @@ impl Services {
             }
         };
         let result = self.pipeline(&job, &cancel).await;
-        if let Ok(mut m) = self.secret_values.lock() {
-            m.remove(&id);
-        }
         match result {
             Ok(()) => {}
             Err(Stop::Cancelled) => {
@@ -197,16 +193,23 @@ impl Services {
                 self.transition(&id, DeploymentStatus::Cancelled, "cancelled", None).await;
             }
             Err(Stop::Failed(reason)) => {
+                let reason = self.redact(&id, reason);
                 self.log(&id, "error", vec![format!("[ERROR] {reason}")]).await;
                 self.transition(&id, DeploymentStatus::Failed, "failed", Some(&reason)).await;
             }
+        }
+        if let Ok(mut m) = self.secret_values.lock() {
+            m.remove(&id);
         }
         self.refresh_routes().await;
     }
 
     async fn pipeline(self: &Arc<Self>, job: &Job, cancel: &CancellationToken) -> Result<(), Stop> {
         let (d, p) = (&job.deployment, &job.project);
-        let env = self.resolved_env_plain(&p.workspace_id, &p.id, &d.environment_id).await?;
+        let env = match (&d.release_id, d.kind) {
+            (Some(release), DeploymentKind::Rollback | DeploymentKind::Restart) => self.release_env(release).await?,
+            _ => self.resolved_env_plain(&p.workspace_id, &p.id, &d.environment_id).await?,
+        };
         if let Ok(mut m) = self.secret_values.lock() {
             m.insert(d.id.clone(), env.iter().filter(|(_, _, secret)| *secret).map(|(_, v, _)| v.clone()).collect());
         }
@@ -388,6 +391,7 @@ impl Services {
             "start_command": cmd, "health_check_path": p.runtime.health_check_path,
         });
         let sealed = self.secrets.seal(&config.to_string(), &format!("release:{release_id}"))?;
+        let healthy_at = Instant::now();
         let (dep, img) = (d.clone(), image.to_owned());
         let previous = self
             .store
@@ -423,7 +427,13 @@ impl Services {
             }
         };
         self.refresh_routes().await;
-        self.log(&d.id, "deploy", vec![format!("{} replica(s) healthy; traffic switched", started.len())]).await;
+        let switch_ms = healthy_at.elapsed().as_secs_f64() * 1000.0;
+        self.log(
+            &d.id,
+            "deploy",
+            vec![format!("{} replica(s) healthy; traffic switched {switch_ms:.1} ms later", started.len())],
+        )
+        .await;
         if let Some(prev) = previous {
             let me = self.clone();
             let grace = Duration::from_secs(u64::from(self.config.drain_secs));
@@ -486,12 +496,13 @@ impl Services {
             }
             let state = self.docker.inspect_container(container).await?;
             let Some(state) = state else { return Err(Stop::Failed("the new replica disappeared".into())) };
-            if !state.running && state.exit_code.is_some_and(|c| c != 0 || state.restart_count > 0) {
+            // Exited, or already restarted by the engine: the app crashes on start.
+            if state.restart_count > 0 || (!state.running && state.exit_code.is_some()) {
                 let logs = self.docker.container_logs(container, Some(20), None).await.unwrap_or_default();
                 let tail: Vec<String> = logs.into_iter().map(|l| l.text).collect();
+                let code = state.exit_code.map_or_else(|| "an error".to_owned(), |c| format!("code {c}"));
                 return Err(Stop::Failed(format!(
-                    "the app exited with code {} on start; last output: {}",
-                    state.exit_code.unwrap_or(-1),
+                    "the app exited with {code} on start; last output: {}",
                     tail.join(" | ")
                 )));
             }
@@ -523,6 +534,33 @@ impl Services {
         }
     }
 
+    /// The variables a release ran with (rollbacks and restarts reuse them exactly).
+    async fn release_env(&self, release_id: &str) -> Result<Vec<(String, String, bool)>, ServiceError> {
+        let id = release_id.to_owned();
+        let (_, sealed) = self
+            .store
+            .read(move |c| store::deployments::release(c, &id))
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("release {release_id} not found")))?;
+        let config: serde_json::Value =
+            serde_json::from_str(&self.secrets.open(&sealed, &format!("release:{release_id}"))?)
+                .map_err(|e| ServiceError::Internal(format!("release {release_id}: {e}")))?;
+        Ok(config["env"]
+            .as_array()
+            .map(|vars| {
+                vars.iter()
+                    .filter_map(|v| {
+                        Some((
+                            v["key"].as_str()?.to_owned(),
+                            v["value"].as_str()?.to_owned(),
+                            v["is_secret"].as_bool()?,
+                        ))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
     /// The effective variables of a project environment, secrets opened: what the container gets.
     async fn resolved_env_plain(
         &self,
@@ -548,55 +586,6 @@ impl Services {
                 Ok((v.key, value, v.is_secret))
             })
             .collect()
-    }
-
-    /// Rebuilds the route table from the running deployments and their containers, then publishes it.
-    pub async fn refresh_routes(&self) {
-        let rows = self
-            .store
-            .read(|c| {
-                let mut stmt = c.prepare_cached(
-                    "SELECT d.id, p.slug, w.slug, p.port FROM deployments d JOIN projects p ON p.id = d.project_id
-                     JOIN workspaces w ON w.id = p.workspace_id JOIN environments e ON e.id = d.environment_id
-                     WHERE d.status = 'running' AND e.name = 'production'",
-                )?;
-                let rows = stmt
-                    .query_map([], |r| {
-                        Ok((
-                            r.get::<_, String>(0)?,
-                            r.get::<_, String>(1)?,
-                            r.get::<_, String>(2)?,
-                            r.get::<_, u16>(3)?,
-                        ))
-                    })?
-                    .collect::<Result<Vec<_>, _>>()?;
-                Ok::<_, store::StoreError>(rows)
-            })
-            .await;
-        let rows = match rows {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(error = %e, "while reading routes; keeping the current table");
-                return;
-            }
-        };
-        let mut table = RouteTable::new();
-        for (dep, project, ws, port) in rows {
-            let containers = match self.docker.list_containers(&[(LABEL_DEPLOYMENT, dep.as_str())], false).await {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "while listing replicas; keeping the current table");
-                    return;
-                }
-            };
-            let upstreams: Vec<SocketAddr> = containers
-                .iter()
-                .filter(|c| c.running)
-                .filter_map(|c| c.ip.map(|ip| SocketAddr::new(ip, port)))
-                .collect();
-            table.insert(&format!("{project}.{ws}.{}", self.config.base_domain), Arc::new(Backend::new(upstreams)));
-        }
-        self.edge.publish(table);
     }
 }
 

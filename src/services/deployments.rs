@@ -293,6 +293,190 @@ impl Services {
         Ok(d)
     }
 
+    /// Queues a deployment of an earlier release (no build) in an open transaction.
+    fn queue_from_release(
+        tx: &Connection,
+        actor: &Actor,
+        base: &Deployment,
+        kind: DeploymentKind,
+        release: &Release,
+        trigger: &str,
+    ) -> Result<Deployment, ServiceError> {
+        let d = Deployment {
+            id: new_id(),
+            kind,
+            status: DeploymentStatus::Queued,
+            trigger: trigger.to_owned(),
+            triggered_by: Some(actor.user.email.clone()),
+            image: Some(release.image.clone()),
+            release_id: Some(release.id.clone()),
+            retry_of: None,
+            no_cache: false,
+            note: None,
+            error: None,
+            created_at: now(),
+            started_at: None,
+            finished_at: None,
+            ..base.clone()
+        };
+        queue(tx, d)
+    }
+
+    /// `POST …/projects/:p/redeploy|restart|start` (member). `redeploy` and `start` roll out the current release's
+    /// image with today's variables; `restart` replaces the replicas with the same image and variables. No build.
+    /// 409 when the project has never deployed successfully.
+    pub async fn redeploy_project(
+        &self,
+        actor: &Actor,
+        ws: &str,
+        project: &str,
+        environment: Option<&str>,
+        kind: DeploymentKind,
+    ) -> Result<Deployment, ServiceError> {
+        let (a, w, p, env) = (actor.clone(), ws.to_owned(), project.to_owned(), environment.map(str::to_owned));
+        let d = self
+            .store
+            .write(move |tx| {
+                let (access, project) = resolve_project(tx, &a, &w, &p)?;
+                access.require(Role::Member, "deploying")?;
+                let e = resolve_environment(tx, &project, env.as_deref())?;
+                let latest = store::deployments::releases(tx, &project.id, PageRequest { page: 1, limit: 50 })?
+                    .items
+                    .into_iter()
+                    .find(|r| r.environment == e.name)
+                    .ok_or_else(|| {
+                        ServiceError::conflict(
+                            "no_release",
+                            format!(
+                                "project '{}' has no successful deployment in {} yet; POST …/deployments first",
+                                project.slug, e.name
+                            ),
+                        )
+                    })?;
+                let base = store::deployments::get(tx, &latest.deployment_id)?
+                    .ok_or_else(|| ServiceError::Internal("release without deployment".into()))?;
+                let mut d = Self::queue_from_release(tx, &a, &base, kind, &latest, "api")?;
+                if kind == DeploymentKind::Redeploy {
+                    // Today's variables: the worker resolves them when the deployment has no release to copy.
+                    d.release_id = None;
+                    tx.execute("UPDATE deployments SET release_id = NULL WHERE id = ?1", [&d.id])?;
+                }
+                store::audit::insert(
+                    tx,
+                    &a.audit(
+                        Some(&access.workspace.id),
+                        "deployment.create",
+                        format!("{}/{}", project.slug, d.reference),
+                        serde_json::json!({"kind": kind.as_str(), "release": latest.version}),
+                    ),
+                )?;
+                Ok::<_, ServiceError>(d)
+            })
+            .await?;
+        self.deploy_wake.notify_one();
+        Ok(d)
+    }
+
+    /// `POST …/deployments/:id/rollback` (member): activates the release that deployment made — its image and its
+    /// variables — without a build. 409 when that deployment never succeeded.
+    pub async fn rollback_deployment(&self, actor: &Actor, ws: &str, id: &str) -> Result<Deployment, ServiceError> {
+        let (a, w, i) = (actor.clone(), ws.to_owned(), id.to_owned());
+        let d = self
+            .store
+            .write(move |tx| {
+                let (access, target) = resolve_deployment(tx, &a, &w, &i)?;
+                access.require(Role::Member, "rolling back")?;
+                let release = target
+                    .release_id
+                    .as_deref()
+                    .map(|r| store::deployments::release(tx, r))
+                    .transpose()?
+                    .flatten()
+                    .map(|(r, _)| r)
+                    .ok_or_else(|| {
+                        ServiceError::conflict(
+                            "no_release",
+                            format!("{} never ran successfully, so there is nothing to roll back to", target.reference),
+                        )
+                    })?;
+                let d = Self::queue_from_release(tx, &a, &target, DeploymentKind::Rollback, &release, "rollback")?;
+                store::audit::insert(
+                    tx,
+                    &a.audit(
+                        Some(&access.workspace.id),
+                        "deployment.rollback",
+                        d.reference.clone(),
+                        serde_json::json!({"to": target.reference, "release": release.version}),
+                    ),
+                )?;
+                Ok::<_, ServiceError>(d)
+            })
+            .await?;
+        self.deploy_wake.notify_one();
+        Ok(d)
+    }
+
+    /// `POST …/deployments/:id/stop` (member): stops the running deployment; its replicas are removed, env and
+    /// volumes stay. 409 unless it is running.
+    pub async fn stop_deployment(&self, actor: &Actor, ws: &str, id: &str) -> Result<Deployment, ServiceError> {
+        let (a, w, i) = (actor.clone(), ws.to_owned(), id.to_owned());
+        let d = self
+            .store
+            .write(move |tx| {
+                let (access, d) = resolve_deployment(tx, &a, &w, &i)?;
+                access.require(Role::Member, "stopping a deployment")?;
+                if !d.status.can_stop() {
+                    return Err(ServiceError::conflict(
+                        "not_running",
+                        format!("{} is {}; only a running deployment can be stopped", d.reference, d.status),
+                    ));
+                }
+                store::deployments::set_status(
+                    tx,
+                    &d.id,
+                    DeploymentStatus::Stopped,
+                    &format!("stopped by {}", a.user.email),
+                    None,
+                    now(),
+                )?;
+                tx.execute("UPDATE projects SET status = 'stopped' WHERE id = ?1", [&d.project_id])?;
+                store::audit::insert(
+                    tx,
+                    &a.audit(Some(&access.workspace.id), "deployment.stop", d.reference.clone(), serde_json::json!({})),
+                )?;
+                Ok::<_, ServiceError>(store::deployments::get(tx, &d.id)?.unwrap_or(d))
+            })
+            .await?;
+        self.refresh_routes().await;
+        self.remove_deployment_containers(&d.id).await;
+        Ok(d)
+    }
+
+    /// `POST …/projects/:p/stop` (member): stops whatever runs in the environment (default production).
+    pub async fn stop_project(
+        &self,
+        actor: &Actor,
+        ws: &str,
+        project: &str,
+        environment: Option<&str>,
+    ) -> Result<Deployment, ServiceError> {
+        let (a, w, p, env) = (actor.clone(), ws.to_owned(), project.to_owned(), environment.map(str::to_owned));
+        let running = self
+            .store
+            .read(move |c| {
+                let (_, project) = resolve_project(c, &a, &w, &p)?;
+                let e = resolve_environment(c, &project, env.as_deref())?;
+                store::deployments::running(c, &project.id, &e.id)?.ok_or_else(|| {
+                    ServiceError::conflict(
+                        "not_running",
+                        format!("project '{}' is not running in {}", project.slug, e.name),
+                    )
+                })
+            })
+            .await?;
+        self.stop_deployment(actor, ws, &running.id).await
+    }
+
     /// `GET …/projects/:p/releases` (member): every successful deployment, newest first.
     pub async fn list_releases(
         &self,

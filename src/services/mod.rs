@@ -14,6 +14,7 @@ mod invitations;
 mod members;
 mod projects;
 mod ratelimit;
+mod routing;
 pub mod secrets;
 mod variables;
 mod workspaces;

@@ -225,3 +225,122 @@ async fn a_git_push_becomes_a_running_app_and_bad_deploys_never_take_it_down() {
     env.get(&format!("/api/workspaces/acme/deployments/{id1}"), &stranger).await.expect(404);
     env.get(&format!("/api/workspaces/evil/deployments/{id1}"), &stranger).await.expect(404);
 }
+
+async fn get_path(env: &TestEnv, path: &str) -> String {
+    let r = env.http.get(format!("{}{path}", env.apps)).header("Host", "svc.acme.localhost").send().await.unwrap();
+    assert_eq!(r.status(), 200, "{path}");
+    r.text().await.unwrap()
+}
+
+#[tokio::test]
+async fn redeploy_rollback_stop_and_start_keep_volumes_and_never_log_secrets() {
+    base_image();
+    let env = TestEnv::start_with(|c| {
+        c.allow_local_repos = true;
+        c.health_timeout_secs = 5;
+        c.drain_secs = 0;
+    })
+    .await;
+    let (_, owner) = env.user_with_key("ops@acme.io", "acme").await;
+    let ws_id = env.get("/api/workspaces/acme", &owner).await.expect(200).data()["id"].as_str().unwrap().to_owned();
+    let _cleanup = Cleanup(ws_id);
+    let repo = tempfile::tempdir().unwrap();
+    let dir = repo.path();
+    sh(dir, "git", &["init", "-q", "-b", "main"]);
+    write_app(dir, "v1", 8080);
+    commit(dir, "v1");
+    let start = "date >> /data/boots && cp /data/boots /www/boots.txt && echo \"$GREETING\" > /www/greeting.txt \
+                 && echo token=$SECRET_TOKEN && exec busybox httpd -f -p ${APP_PORT:-8080} -h /www";
+    env.post(
+        "/api/workspaces/acme/projects",
+        &owner,
+        json!({"name": "svc", "port": 8080, "build": {"builder": "dockerfile"}, "runtime": {"start_command": start},
+               "volumes": [{"name": "data", "mount_path": "/data"}]}),
+    )
+    .await
+    .expect(201);
+    let base = "/api/workspaces/acme/projects/svc";
+    env.put(&format!("{base}/git"), &owner, json!({"repo_url": format!("file://{}", dir.display())})).await.expect(201);
+    env.put(
+        &format!("{base}/env/bulk"),
+        &owner,
+        json!({"variables": [{"key": "GREETING", "value": "hello"},
+        {"key": "SECRET_TOKEN", "value": "supersecret-xyz-123", "is_secret": true}]}),
+    )
+    .await
+    .expect(200);
+    let r = env.post(&format!("{base}/redeploy"), &owner, json!({})).await.expect(409);
+    assert_eq!(r.code(), "no_release");
+
+    let deploy = |path: String| {
+        let env = &env;
+        let owner = &owner;
+        async move {
+            let r = env.post(&path, owner, json!({})).await.expect(202);
+            let id = r.data()["id"].as_str().unwrap().to_owned();
+            let d = wait_for(env, owner, &id, &["running", "failed"], Duration::from_secs(120)).await;
+            assert_eq!(d["status"], json!("running"), "{d}");
+            (id, d)
+        }
+    };
+    let (id1, _) = deploy(format!("{base}/deployments")).await;
+    assert_eq!(get_path(&env, "/").await, "v1");
+    assert_eq!(get_path(&env, "/greeting.txt").await, "hello\n");
+    assert_eq!(get_path(&env, "/boots.txt").await.lines().count(), 1);
+
+    // Redeploy: no build, today's variables, the volume kept.
+    env.patch(&format!("{base}/env/GREETING"), &owner, json!({"value": "bonjour"})).await.expect(200);
+    let (_, d) = deploy(format!("{base}/redeploy")).await;
+    let events: Vec<&str> = d["events"].as_array().unwrap().iter().map(|e| e["status"].as_str().unwrap()).collect();
+    assert!(!events.contains(&"building"), "a redeploy does not build: {events:?}");
+    assert_eq!(get_path(&env, "/greeting.txt").await, "bonjour\n");
+    assert_eq!(get_path(&env, "/boots.txt").await.lines().count(), 2, "the volume survived the redeploy");
+
+    // A new commit, then a rollback to the first release: its image and its variables, no build.
+    write_app(dir, "v2", 8080);
+    commit(dir, "v2");
+    deploy(format!("{base}/deployments")).await;
+    assert_eq!(get_path(&env, "/").await, "v2");
+    let (_, d) = deploy(format!("/api/workspaces/acme/deployments/{id1}/rollback")).await;
+    assert_eq!(d["kind"], json!("rollback"));
+    let events: Vec<&str> = d["events"].as_array().unwrap().iter().map(|e| e["status"].as_str().unwrap()).collect();
+    assert!(!events.contains(&"building"), "{events:?}");
+    assert_eq!(get_path(&env, "/").await, "v1");
+    assert_eq!(get_path(&env, "/greeting.txt").await, "hello\n", "a rollback restores the release's variables");
+    assert_eq!(get_path(&env, "/boots.txt").await.lines().count(), 4, "the volume survived redeploy and rollback");
+
+    // Stop releases the compute; start brings it back; the volume is still there.
+    let r = env.post(&format!("{base}/stop"), &owner, json!({})).await.expect(200);
+    assert_eq!(r.data()["status"], json!("stopped"));
+    let r = env.http.get(format!("{}/", env.apps)).header("Host", "svc.acme.localhost").send().await.unwrap();
+    assert_ne!(r.status(), 200, "stopped means not serving");
+    env.post(&format!("{base}/stop"), &owner, json!({})).await.expect(409);
+    assert_eq!(env.get(base, &owner).await.data()["status"], json!("stopped"));
+    let (_, _) = deploy(format!("{base}/start")).await;
+    assert_eq!(get_path(&env, "/").await, "v1");
+    assert_eq!(get_path(&env, "/boots.txt").await.lines().count(), 5);
+    let vols = sh(dir, "docker", &["volume", "ls", "-q", "--filter", "label=berth.managed=true"]);
+    assert!(vols.lines().any(|v| v.ends_with("-data")), "{vols}");
+
+    // A failing start prints the secret; neither the error nor the log shows it.
+    env.put(&format!("{base}/env/bulk"), &owner, json!({"variables": {"APP_PORT": "not-a-port"}})).await.expect(200);
+    let r = env.post(&format!("{base}/redeploy"), &owner, json!({})).await.expect(202);
+    let id = r.data()["id"].as_str().unwrap().to_owned();
+    let d = wait_for(&env, &owner, &id, &["running", "failed"], Duration::from_secs(120)).await;
+    assert_eq!(d["status"], json!("failed"));
+    let error = d["error"].as_str().unwrap();
+    assert!(error.contains("exited") && error.contains("token=********"), "the app's output, scrubbed: {error}");
+    assert_eq!(get_path(&env, "/").await, "v1", "the running release kept serving");
+    let list = env.get(&format!("{base}/deployments?limit=50"), &owner).await.expect(200);
+    assert!(!list.body.to_string().contains("supersecret-xyz-123"));
+    for dep in list.data()["deployments"].as_array().unwrap() {
+        let id = dep["id"].as_str().unwrap();
+        let logs =
+            env.get(&format!("/api/workspaces/acme/deployments/{id}/logs?limit=10000"), &owner).await.expect(200);
+        let detail = env.get(&format!("/api/workspaces/acme/deployments/{id}"), &owner).await.expect(200);
+        assert!(!logs.body.to_string().contains("supersecret-xyz-123"), "secret in the log of {id}");
+        assert!(!detail.body.to_string().contains("supersecret-xyz-123"), "secret in {id}");
+    }
+    let r = env.get(&format!("{base}/releases"), &owner).await.expect(200);
+    assert_eq!(r.data()["total"], json!(5));
+}

@@ -61,6 +61,12 @@ const EXPECTED: &[(&str, &str)] = &[
     ("post", "/api/workspaces/{ws}/deployments/{id}/cancel"),
     ("post", "/api/workspaces/{ws}/deployments/{id}/retry"),
     ("get", "/api/workspaces/{ws}/projects/{p}/releases"),
+    ("post", "/api/workspaces/{ws}/projects/{p}/redeploy"),
+    ("post", "/api/workspaces/{ws}/projects/{p}/restart"),
+    ("post", "/api/workspaces/{ws}/projects/{p}/start"),
+    ("post", "/api/workspaces/{ws}/projects/{p}/stop"),
+    ("post", "/api/workspaces/{ws}/deployments/{id}/stop"),
+    ("post", "/api/workspaces/{ws}/deployments/{id}/rollback"),
 ];
 
 #[tokio::test]

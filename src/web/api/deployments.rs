@@ -177,3 +177,76 @@ pub async fn list_releases(
     let r = state.services.list_releases(&actor, &ws, &p, page).await?;
     Ok(ok(ReleaseList { releases: r.items, total: r.total, page: page.page, limit: page.limit }))
 }
+
+macro_rules! project_action {
+    ($name:ident, $path:literal, $kind:expr, $doc:literal) => {
+        #[doc = $doc]
+        #[utoipa::path(post, path = $path, tag = "deployments",
+            params(("ws" = String, Path, description = "Workspace slug"), ("p" = String, Path, description = "Project slug"), EnvironmentParam),
+            responses((status = 202, description = "Queued", body = Envelope<Deployment>), CommonErrors))]
+        pub async fn $name(
+            State(state): State<AppState>,
+            Auth(actor): Auth,
+            Path((ws, p)): Path<(String, String)>,
+            ApiQuery(q): ApiQuery<EnvironmentParam>,
+        ) -> Result<Response, ApiError> {
+            Ok(accepted(state.services.redeploy_project(&actor, &ws, &p, q.environment.as_deref(), $kind).await?))
+        }
+    };
+}
+
+project_action!(
+    redeploy_project,
+    "/api/workspaces/{ws}/projects/{p}/redeploy",
+    crate::domain::DeploymentKind::Redeploy,
+    "Rolls out the current release's image again with today's variables (member); no build. 409 before the first successful deployment."
+);
+project_action!(
+    restart_project,
+    "/api/workspaces/{ws}/projects/{p}/restart",
+    crate::domain::DeploymentKind::Restart,
+    "Replaces the replicas with the same image and variables (member); no build, zero downtime."
+);
+project_action!(
+    start_project,
+    "/api/workspaces/{ws}/projects/{p}/start",
+    crate::domain::DeploymentKind::Redeploy,
+    "Starts a stopped project again from its latest release (member)."
+);
+
+/// Stops what runs in the environment (member): replicas are removed; variables, volumes and releases stay.
+#[utoipa::path(post, path = "/api/workspaces/{ws}/projects/{p}/stop", tag = "deployments",
+    params(("ws" = String, Path, description = "Workspace slug"), ("p" = String, Path, description = "Project slug"), EnvironmentParam),
+    responses((status = 200, description = "Stopped", body = Envelope<Deployment>), CommonErrors))]
+pub async fn stop_project(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path((ws, p)): Path<(String, String)>,
+    ApiQuery(q): ApiQuery<EnvironmentParam>,
+) -> Result<Response, ApiError> {
+    Ok(ok(state.services.stop_project(&actor, &ws, &p, q.environment.as_deref()).await?))
+}
+
+/// Stops a running deployment (member); 409 unless it is running.
+#[utoipa::path(post, path = "/api/workspaces/{ws}/deployments/{id}/stop", tag = "deployments",
+    params(("ws" = String, Path, description = "Workspace slug"), ("id" = String, Path, description = "Deployment id")),
+    responses((status = 200, description = "Stopped", body = Envelope<Deployment>), CommonErrors))]
+pub async fn stop_deployment(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path((ws, id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    Ok(ok(state.services.stop_deployment(&actor, &ws, &id).await?))
+}
+
+/// Activates the release this deployment made — its image and variables — without a build (member).
+#[utoipa::path(post, path = "/api/workspaces/{ws}/deployments/{id}/rollback", tag = "deployments",
+    params(("ws" = String, Path, description = "Workspace slug"), ("id" = String, Path, description = "Deployment id")),
+    responses((status = 202, description = "Queued", body = Envelope<Deployment>), CommonErrors))]
+pub async fn rollback_deployment(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path((ws, id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    Ok(accepted(state.services.rollback_deployment(&actor, &ws, &id).await?))
+}

@@ -106,6 +106,12 @@ pub fn router(state: AppState) -> Router<AppState> {
         .routes(routes!(deployments::cancel_deployment))
         .routes(routes!(deployments::retry_deployment))
         .routes(routes!(deployments::list_releases))
+        .routes(routes!(deployments::redeploy_project))
+        .routes(routes!(deployments::restart_project))
+        .routes(routes!(deployments::start_project))
+        .routes(routes!(deployments::stop_project))
+        .routes(routes!(deployments::stop_deployment))
+        .routes(routes!(deployments::rollback_deployment))
         .split_for_parts();
     let spec = openapi.to_pretty_json().unwrap_or_else(|_| "{}".into());
     routes

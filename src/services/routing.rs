@@ -1,0 +1,68 @@
+//! The route table: each running production deployment's default domain (`<project>.<workspace>.<base_domain>`)
+//! to its running replicas. Rebuilt from the database and the containers found by label, then published to the
+//! proxy as one immutable snapshot; on any read failure the current table stays.
+
+use super::Services;
+use crate::docker::LABEL_DEPLOYMENT;
+use crate::proxy::{Backend, RouteTable};
+use crate::store;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+impl Services {
+    /// Rebuilds the route table from the running deployments and their containers, then publishes it.
+    pub async fn refresh_routes(&self) {
+        let rows = self
+            .store
+            .read(|c| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT d.id, p.slug, w.slug, p.port FROM deployments d JOIN projects p ON p.id = d.project_id
+                     JOIN workspaces w ON w.id = p.workspace_id JOIN environments e ON e.id = d.environment_id
+                     WHERE d.status = 'running' AND e.name = 'production'",
+                )?;
+                let rows = stmt
+                    .query_map([], |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, String>(2)?,
+                            r.get::<_, u16>(3)?,
+                        ))
+                    })?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok::<_, store::StoreError>(rows)
+            })
+            .await;
+        let rows = match rows {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "while reading routes; keeping the current table");
+                return;
+            }
+        };
+        let current = self.edge.routes();
+        let mut table = RouteTable::new();
+        for (dep, project, ws, port) in rows {
+            let containers = match self.docker.list_containers(&[(LABEL_DEPLOYMENT, dep.as_str())], false).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "while listing replicas; keeping the current table");
+                    return;
+                }
+            };
+            let upstreams: Vec<SocketAddr> = containers
+                .iter()
+                .filter(|c| c.running)
+                .filter_map(|c| c.ip.map(|ip| SocketAddr::new(ip, port)))
+                .collect();
+            let host = format!("{project}.{ws}.{}", self.config.base_domain);
+            // Keep the backend (and its record of failing replicas) when the replicas did not change.
+            let backend = match current.get(&host) {
+                Some(b) if b.upstreams() == upstreams.as_slice() => b.clone(),
+                _ => Arc::new(Backend::new(upstreams)),
+            };
+            table.insert(&host, backend);
+        }
+        self.edge.publish(table);
+    }
+}
