@@ -17,6 +17,7 @@ mod ratelimit;
 mod routing;
 pub mod secrets;
 mod variables;
+mod webhooks;
 mod workspaces;
 
 pub use access::{Access, Actor, Via};
@@ -31,6 +32,7 @@ pub use projects::{BuildPatch, ProjectInput, RuntimePatch};
 pub use ratelimit::RateLimiter;
 pub use secrets::Secrets;
 pub use variables::{BulkItem, BulkResult, ResolvedVariable, VarTarget};
+pub use webhooks::HookOutcome;
 pub use workspaces::WorkspacePatch;
 
 use crate::config::Config;

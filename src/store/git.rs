@@ -83,3 +83,29 @@ pub fn delete(conn: &Connection, project_id: &str) -> Result<bool, StoreError> {
 pub fn all(conn: &Connection) -> Result<Vec<GitRow>, StoreError> {
     Ok(conn.prepare("SELECT * FROM git_connections")?.query_map([], from_row)?.collect::<Result<_, _>>()?)
 }
+
+/// The connection whose webhook id this is.
+pub fn by_webhook(conn: &Connection, webhook_id: &str) -> Result<Option<GitRow>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT * FROM git_connections WHERE webhook_id = ?1")?
+        .query_row([webhook_id], from_row)
+        .optional()?)
+}
+
+/// Records that a pushed commit was acted on; `false` when it already was (a redelivery).
+pub fn record_delivery(
+    conn: &Connection,
+    project_id: &str,
+    commit: &str,
+    provider: &str,
+    delivery_id: Option<&str>,
+    at: Timestamp,
+) -> Result<bool, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "INSERT OR IGNORE INTO webhook_deliveries (project_id, commit_sha, provider, delivery_id, received_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![project_id, commit, provider, delivery_id, at.to_rfc3339()])?
+        > 0)
+}

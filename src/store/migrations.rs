@@ -9,6 +9,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_foundation", include_str!("../../migrations/0001_foundation.sql")),
     ("0002_projects", include_str!("../../migrations/0002_projects.sql")),
     ("0003_deployments", include_str!("../../migrations/0003_deployments.sql")),
+    ("0004_webhooks", include_str!("../../migrations/0004_webhooks.sql")),
 ];
 
 /// The schema version a database is at (the number of migrations applied).

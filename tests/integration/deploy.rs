@@ -344,3 +344,108 @@ async fn redeploy_rollback_stop_and_start_keep_volumes_and_never_log_secrets() {
     let r = env.get(&format!("{base}/releases"), &owner).await.expect(200);
     assert_eq!(r.data()["total"], json!(5));
 }
+
+fn github_signature(secret: &str, body: &str) -> String {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body.as_bytes());
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+#[tokio::test]
+async fn a_signed_push_deploys_once_and_a_bad_signature_is_refused() {
+    base_image();
+    let env = TestEnv::start_with(|c| {
+        c.allow_local_repos = true;
+        c.health_timeout_secs = 5;
+        c.drain_secs = 0;
+    })
+    .await;
+    let (_, owner) = env.user_with_key("ops@acme.io", "acme").await;
+    let ws_id = env.get("/api/workspaces/acme", &owner).await.expect(200).data()["id"].as_str().unwrap().to_owned();
+    let _cleanup = Cleanup(ws_id);
+    let repo = tempfile::tempdir().unwrap();
+    let dir = repo.path();
+    sh(dir, "git", &["init", "-q", "-b", "main"]);
+    write_app(dir, "pushed", 8080);
+    commit(dir, "v1");
+    let sha = sh(dir, "git", &["rev-parse", "HEAD"]).trim().to_owned();
+    env.post(
+        "/api/workspaces/acme/projects",
+        &owner,
+        json!({"name": "hooked", "port": 8080, "build": {"builder": "dockerfile"}}),
+    )
+    .await
+    .expect(201);
+    let base = "/api/workspaces/acme/projects/hooked";
+    let g = env
+        .put(
+            &format!("{base}/git"),
+            &owner,
+            json!({"repo_url": format!("file://{}", dir.display()), "branch": "main", "auto_deploy": true}),
+        )
+        .await
+        .expect(201);
+    let secret = g.data()["webhook"]["secret"].as_str().unwrap().to_owned();
+    let hook = format!("{}/api/hooks/{}", env.base, g.data()["webhook"]["id"].as_str().unwrap());
+    let body = json!({"ref": "refs/heads/main", "after": sha, "repository": {"default_branch": "main"}}).to_string();
+    let send = |sig: String, body: String, event: &'static str| {
+        env.http
+            .post(&hook)
+            .header("Content-Type", "application/json")
+            .header("X-GitHub-Event", event)
+            .header("X-GitHub-Delivery", "d-1")
+            .header("X-Hub-Signature-256", sig)
+            .body(body)
+            .send()
+    };
+
+    let r = send("sha256=00".into(), body.clone(), "push").await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = send(github_signature("wrong", &body), body.clone(), "push").await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = send(github_signature(&secret, &body), body.clone(), "ping").await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = send(github_signature(&secret, &body), body.clone(), "push").await.unwrap();
+    assert_eq!(r.status(), 202);
+    let v: Value = r.json().await.unwrap();
+    let id = v["data"]["deployment"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(v["data"]["deployment"]["trigger"], json!("webhook"));
+    let r = send(github_signature(&secret, &body), body.clone(), "push").await.unwrap();
+    assert_eq!(r.status(), 200, "a redelivery does not deploy twice");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["data"]["action"], json!("duplicate"));
+    let other = json!({"ref": "refs/heads/feature", "after": "1".repeat(40)}).to_string();
+    let r = send(github_signature(&secret, &other), other, "push").await.unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["data"]["action"], json!("ignored"), "{v}");
+
+    let d = wait_for(&env, &owner, &id, &["running", "failed"], Duration::from_secs(120)).await;
+    assert_eq!(d["status"], json!("running"), "{d}");
+    let r = env.http.get(format!("{}/", env.apps)).header("Host", "hooked.acme.localhost").send().await.unwrap();
+    assert_eq!(r.text().await.unwrap(), "pushed");
+    let list = env.get(&format!("{base}/deployments"), &owner).await.expect(200);
+    assert_eq!(list.data()["total"], json!(1), "exactly one deployment for one commit");
+
+    // GitLab's token header works too; a wrong token is 401; an unknown hook is 404.
+    let gl = |token: &str| {
+        env.http
+            .post(&hook)
+            .header("X-Gitlab-Event", "Push Hook")
+            .header("X-Gitlab-Token", token)
+            .body(json!({"ref": "refs/heads/main", "checkout_sha": "2".repeat(40)}).to_string())
+            .send()
+    };
+    assert_eq!(gl("nope").await.unwrap().status(), 401);
+    assert_eq!(gl(&secret).await.unwrap().status(), 202);
+    let r = env.http.post(format!("{}/api/hooks/unknown", env.base)).body("{}").send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    // Turning auto-deploy off stops deploys from pushes.
+    env.put(&format!("{base}/git"), &owner, json!({"auto_deploy": false})).await.expect(200);
+    let r = gl(&secret).await.unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["data"]["action"], json!("ignored"));
+    let latest = env.get(&format!("{base}/deployments"), &owner).await.expect(200);
+    let newest = latest.data()["deployments"][0]["id"].as_str().unwrap().to_owned();
+    wait_for(&env, &owner, &newest, &["running", "failed", "superseded", "cancelled"], Duration::from_secs(120)).await;
+}

@@ -67,6 +67,7 @@ const EXPECTED: &[(&str, &str)] = &[
     ("post", "/api/workspaces/{ws}/projects/{p}/stop"),
     ("post", "/api/workspaces/{ws}/deployments/{id}/stop"),
     ("post", "/api/workspaces/{ws}/deployments/{id}/rollback"),
+    ("post", "/api/hooks/{hook_id}"),
 ];
 
 #[tokio::test]
@@ -103,7 +104,8 @@ async fn the_document_lists_every_route_and_every_listed_route_exists() {
                 .replace("{token}", "t")
                 .replace("{p}", "app")
                 .replace("{env}", "staging")
-                .replace("{key}", "K");
+                .replace("{key}", "K")
+                .replace("{hook_id}", "h");
             let r = env.call(method.to_uppercase().parse().unwrap(), &concrete, &Cred::None, None).await;
             assert!(
                 r.status != 405 && r.code() != "route_not_found",

@@ -7,6 +7,7 @@ mod deployments;
 pub mod error;
 pub mod extract;
 mod git;
+mod hooks;
 mod invitations;
 mod members;
 mod projects;
@@ -112,6 +113,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .routes(routes!(deployments::stop_project))
         .routes(routes!(deployments::stop_deployment))
         .routes(routes!(deployments::rollback_deployment))
+        .routes(routes!(hooks::receive_hook))
         .split_for_parts();
     let spec = openapi.to_pretty_json().unwrap_or_else(|_| "{}".into());
     routes
