@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 const BASE_IMAGE: &str = "berth-test/busybox:1";
 
-fn sh(dir: &Path, program: &str, args: &[&str]) -> String {
+pub(crate) fn sh(dir: &Path, program: &str, args: &[&str]) -> String {
     let out = Command::new(program)
         .args(args)
         .current_dir(dir)
@@ -27,7 +27,7 @@ fn sh(dir: &Path, program: &str, args: &[&str]) -> String {
 }
 
 /// A busybox image made from the host's static busybox (no registry here); built once, then reused.
-fn base_image() {
+pub(crate) fn base_image() {
     let exists = Command::new("docker").args(["image", "inspect", BASE_IMAGE]).output().unwrap().status.success();
     if exists {
         return;
@@ -44,7 +44,7 @@ fn base_image() {
 }
 
 /// Writes the app: busybox httpd serving `body` on `port`.
-fn write_app(dir: &Path, body: &str, port: u16) {
+pub(crate) fn write_app(dir: &Path, body: &str, port: u16) {
     std::fs::create_dir_all(dir.join("www")).unwrap();
     std::fs::write(dir.join("www/index.html"), body).unwrap();
     std::fs::write(
@@ -54,13 +54,13 @@ fn write_app(dir: &Path, body: &str, port: u16) {
     .unwrap();
 }
 
-fn commit(dir: &Path, message: &str) {
+pub(crate) fn commit(dir: &Path, message: &str) {
     sh(dir, "git", &["add", "-A"]);
     sh(dir, "git", &["commit", "-q", "-m", message]);
 }
 
 /// Removes every Docker object of the test's workspace, even when the test fails.
-struct Cleanup(String);
+pub(crate) struct Cleanup(pub(crate) String);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {

@@ -10,6 +10,7 @@ mod git;
 mod members;
 mod openapi;
 mod projects;
+mod recovery;
 mod support;
 mod variables;
 mod workspaces;
