@@ -152,6 +152,12 @@ async fn a_git_push_becomes_a_running_app_and_bad_deploys_never_take_it_down() {
     assert_eq!(fetch(&env, "nope.acme.localhost").await.map(|r| r.0), Some(404));
     let out = sh(dir, "docker", &["ps", "--filter", &format!("label=berth.deployment={id1}"), "-q"]);
     assert_eq!(out.split_whitespace().count(), 2, "two replicas");
+    let st = env.get(&format!("{base}/status"), &owner).await.expect(200);
+    assert_eq!((st.data()["pods"]["ready"].clone(), st.data()["pods"]["total"].clone()), (json!(2), json!(2)));
+    assert_eq!(st.data()["pods"]["items"][0]["status"], json!("Running"));
+    assert_eq!(st.data()["project"]["status"], json!("running"));
+    assert_eq!(st.data()["latestDeployment"]["id"], json!(id1));
+    assert_eq!(st.data()["resources"]["cpu"]["limit"], json!("500m"));
 
     // A deploy whose app listens on the wrong port fails and leaves v1 serving.
     write_app(dir, "broken", 9090);

@@ -68,6 +68,7 @@ const EXPECTED: &[(&str, &str)] = &[
     ("post", "/api/workspaces/{ws}/deployments/{id}/stop"),
     ("post", "/api/workspaces/{ws}/deployments/{id}/rollback"),
     ("post", "/api/hooks/{hook_id}"),
+    ("get", "/api/workspaces/{ws}/projects/{p}/status"),
 ];
 
 #[tokio::test]

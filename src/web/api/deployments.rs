@@ -250,3 +250,17 @@ pub async fn rollback_deployment(
 ) -> Result<Response, ApiError> {
     Ok(accepted(state.services.rollback_deployment(&actor, &ws, &id).await?))
 }
+
+/// The project's status: replicas (ready/total, each with status, restarts, age), resource limits, the latest
+/// deployment (`?environment=`, default production).
+#[utoipa::path(get, path = "/api/workspaces/{ws}/projects/{p}/status", tag = "deployments",
+    params(("ws" = String, Path, description = "Workspace slug"), ("p" = String, Path, description = "Project slug"), EnvironmentParam),
+    responses((status = 200, description = "The status", body = Envelope<crate::services::ProjectStatus>), CommonErrors))]
+pub async fn project_status(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path((ws, p)): Path<(String, String)>,
+    ApiQuery(q): ApiQuery<EnvironmentParam>,
+) -> Result<Response, ApiError> {
+    Ok(ok(state.services.project_status(&actor, &ws, &p, q.environment.as_deref()).await?))
+}

@@ -114,6 +114,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .routes(routes!(deployments::stop_deployment))
         .routes(routes!(deployments::rollback_deployment))
         .routes(routes!(hooks::receive_hook))
+        .routes(routes!(deployments::project_status))
         .split_for_parts();
     let spec = openapi.to_pretty_json().unwrap_or_else(|_| "{}".into());
     routes
