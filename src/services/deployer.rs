@@ -276,6 +276,7 @@ impl Services {
         let context = if p.build.root_directory.is_empty() { dest.clone() } else { dest.join(&p.build.root_directory) };
         let tag = format!("berth/{}:dep-{}", p.id, d.number);
         let mut labels = BTreeMap::new();
+        labels.insert(LABEL_WORKSPACE.to_owned(), job.workspace.id.clone());
         labels.insert(LABEL_PROJECT.to_owned(), p.id.clone());
         labels.insert(LABEL_DEPLOYMENT.to_owned(), d.id.clone());
         let req = ImageBuild {
@@ -529,7 +530,7 @@ impl Services {
             }
             tokio::select! {
                 _ = cancel.cancelled() => return Err(Stop::Cancelled),
-                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                _ = tokio::time::sleep(Duration::from_millis(25)) => {}
             }
         }
     }

@@ -59,6 +59,15 @@ pub struct Services {
     key_touches: Mutex<HashMap<String, Instant>>,
     /// Recently resolved API keys by digest, valid while the store's write generation is unchanged.
     key_cache: Mutex<HashMap<Vec<u8>, accounts::CachedKey>>,
+    /// Recent `GET /workspaces` answers by (user, key's workspace, page, limit), valid while the store's write
+    /// generation is unchanged.
+    #[allow(clippy::type_complexity)]
+    workspace_lists: Mutex<
+        HashMap<
+            (String, Option<String>, u32, u32),
+            (u64, Instant, crate::domain::Paged<(crate::domain::Workspace, crate::domain::Role)>),
+        >,
+    >,
     /// The reverse proxy whose route table deployments publish.
     pub(crate) edge: Arc<crate::proxy::Proxy>,
     /// Wakes the deploy worker when a deployment is queued.
@@ -90,6 +99,7 @@ impl Services {
             setup_token: Mutex::new(None),
             key_touches: Mutex::new(HashMap::new()),
             key_cache: Mutex::new(HashMap::new()),
+            workspace_lists: Mutex::new(HashMap::new()),
             edge,
             deploy_wake: tokio::sync::Notify::new(),
             jobs: Mutex::new(HashMap::new()),

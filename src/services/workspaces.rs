@@ -83,8 +83,29 @@ impl Services {
             Via::ApiKey { workspace, role, .. } => (Some(workspace.id.clone()), Some(*role)),
             _ => (None, None),
         };
+        // Membership lists are read on every dashboard page and by every script that starts with GET /workspaces;
+        // they are reused until the next committed write (or 5 s, for changes made by `berth admin`).
+        let cache_key = (user_id.clone(), only.clone(), page.page, page.limit);
+        let generation = self.store.generation();
+        if let Ok(cache) = self.workspace_lists.lock()
+            && let Some((g, at, hit)) = cache.get(&cache_key)
+            && *g == generation
+            && at.elapsed() < std::time::Duration::from_secs(5)
+        {
+            let mut paged = hit.clone();
+            if let Some(cap) = cap {
+                paged.items.iter_mut().for_each(|(_, r)| *r = (*r).min(cap));
+            }
+            return Ok(paged);
+        }
         let mut paged =
             self.store.read(move |c| store::workspaces::list_for_member(c, &user_id, only.as_deref(), page)).await?;
+        if let Ok(mut cache) = self.workspace_lists.lock() {
+            if cache.len() >= 10_000 {
+                cache.clear();
+            }
+            cache.insert(cache_key, (generation, std::time::Instant::now(), paged.clone()));
+        }
         if let Some(cap) = cap {
             paged.items.iter_mut().for_each(|(_, r)| *r = (*r).min(cap));
         }

@@ -75,6 +75,11 @@ impl Drop for Cleanup {
                 let _ = Command::new("docker").args(["network", "rm", id]).output();
             }
         }
+        if let Ok(out) = Command::new("docker").args(["images", "-q", "--filter", &filter]).output() {
+            for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = Command::new("docker").args(["rmi", "-f", id]).output();
+            }
+        }
         if let Ok(out) = Command::new("docker").args(["volume", "ls", "-q", "--filter", &filter]).output() {
             for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
                 let _ = Command::new("docker").args(["volume", "rm", id]).output();
