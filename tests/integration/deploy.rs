@@ -431,6 +431,39 @@ async fn a_signed_push_deploys_once_and_a_bad_signature_is_refused() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["data"]["action"], json!("ignored"), "{v}");
 
+    // Follow the build live over SSE (EventSource-style auth with ?api_key=) until `done`.
+    let Cred::Key(key) = &owner else { unreachable!() };
+    let url = format!("{}/api/workspaces/acme/deployments/{id}/stream?api_key={key}", env.base);
+    let mut resp = env.http.get(&url).send().await.unwrap();
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let mut text = String::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !text.contains("\"type\":\"done\"") {
+        assert!(Instant::now() < deadline, "no done frame: {text}");
+        match tokio::time::timeout(Duration::from_secs(60), resp.chunk()).await.unwrap().unwrap() {
+            Some(chunk) => text.push_str(&String::from_utf8_lossy(&chunk)),
+            None => break,
+        }
+    }
+    assert!(text.contains("\"type\":\"log\"") && text.contains("COPY www /www"), "{text}");
+    assert!(text.contains("\"status\":\"running\""), "{text}");
+    let first_id: i64 = text.lines().find_map(|l| l.strip_prefix("id: ")).unwrap().trim().parse().unwrap();
+    // Resuming with Last-Event-ID continues after that line.
+    let resumed = env
+        .http
+        .get(format!("{}/api/workspaces/acme/deployments/{id}/stream", env.base))
+        .header("X-API-Key", key)
+        .header("Last-Event-ID", first_id.to_string())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !resumed.contains(&format!("id: {first_id}\n")) && resumed.contains(&format!("id: {}", first_id + 1)),
+        "{resumed}"
+    );
     let d = wait_for(&env, &owner, &id, &["running", "failed"], Duration::from_secs(120)).await;
     assert_eq!(d["status"], json!("running"), "{d}");
     let r = env.http.get(format!("{}/", env.apps)).header("Host", "hooked.acme.localhost").send().await.unwrap();

@@ -69,6 +69,7 @@ const EXPECTED: &[(&str, &str)] = &[
     ("post", "/api/workspaces/{ws}/deployments/{id}/rollback"),
     ("post", "/api/hooks/{hook_id}"),
     ("get", "/api/workspaces/{ws}/projects/{p}/status"),
+    ("get", "/api/workspaces/{ws}/deployments/{id}/stream"),
 ];
 
 #[tokio::test]

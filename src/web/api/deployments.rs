@@ -264,3 +264,93 @@ pub async fn project_status(
 ) -> Result<Response, ApiError> {
     Ok(ok(state.services.project_status(&actor, &ws, &p, q.environment.as_deref()).await?))
 }
+
+/// Where a build-log stream starts: `?after=<seq>` (or the `Last-Event-ID` header on a reconnect).
+#[derive(Deserialize, IntoParams, Default)]
+#[into_params(parameter_in = Query)]
+pub struct StreamParams {
+    pub after: Option<i64>,
+}
+
+struct StreamState {
+    state: AppState,
+    actor: crate::services::Actor,
+    ws: String,
+    id: String,
+    after: i64,
+    status: Option<DeploymentStatus>,
+    finished: bool,
+}
+
+/// One poll of the stream: new log lines, a status change, and `done` once the rollout is over.
+async fn stream_step(mut s: StreamState) -> Option<(Vec<axum::response::sse::Event>, StreamState)> {
+    use axum::response::sse::Event;
+    if s.finished {
+        return None;
+    }
+    loop {
+        let mut events = Vec::new();
+        let lines = s.state.services.deployment_logs(&s.actor, &s.ws, &s.id, s.after, 500).await;
+        let detail = s.state.services.get_deployment(&s.actor, &s.ws, &s.id).await;
+        let (Ok(lines), Ok(detail)) = (lines, detail) else {
+            let e = Event::default()
+                .json_data(serde_json::json!({"type": "error", "message": "deployment no longer readable"}));
+            s.finished = true;
+            return Some((e.into_iter().collect(), s));
+        };
+        for l in &lines {
+            s.after = l.seq;
+            if let Ok(e) = Event::default().id(l.seq.to_string()).json_data(
+                serde_json::json!({"type": "log", "seq": l.seq, "stream": l.stream, "line": l.line, "at": l.at}),
+            ) {
+                events.push(e);
+            }
+        }
+        let status = detail.deployment.status;
+        if s.status != Some(status) {
+            s.status = Some(status);
+            if let Ok(e) = Event::default().json_data(
+                serde_json::json!({"type": "status", "seq": s.after, "status": status, "error": detail.deployment.error}),
+            ) {
+                events.push(e);
+            }
+        }
+        let over = !status.is_in_progress();
+        if over && lines.len() < 500 {
+            if let Ok(e) =
+                Event::default().json_data(serde_json::json!({"type": "done", "seq": s.after, "status": status}))
+            {
+                events.push(e);
+            }
+            s.finished = true;
+        }
+        if !events.is_empty() {
+            return Some((events, s));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
+
+/// Live build and deploy log as Server-Sent Events: frames `{type: log|status|done, seq, …}` with the line's
+/// `seq` as the event id, so a reconnecting EventSource resumes after the last line it saw (`Last-Event-ID`).
+/// The stream ends after `done`. EventSource clients may authenticate with `?api_key=`.
+#[utoipa::path(get, path = "/api/workspaces/{ws}/deployments/{id}/stream", tag = "deployments",
+    params(("ws" = String, Path, description = "Workspace slug"), ("id" = String, Path, description = "Deployment id"), StreamParams),
+    responses((status = 200, description = "text/event-stream of JSON frames", content_type = "text/event-stream", body = String), CommonErrors))]
+pub async fn stream_deployment(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path((ws, id)): Path<(String, String)>,
+    ApiQuery(q): ApiQuery<StreamParams>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, ApiError> {
+    use futures_util::StreamExt;
+    state.services.get_deployment(&actor, &ws, &id).await?;
+    let resume = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<i64>().ok());
+    let start =
+        StreamState { state, actor, ws, id, after: resume.or(q.after).unwrap_or(0), status: None, finished: false };
+    let stream = futures_util::stream::unfold(start, stream_step)
+        .flat_map(futures_util::stream::iter)
+        .map(Ok::<_, std::convert::Infallible>);
+    Ok(axum::response::sse::Sse::new(stream).keep_alive(axum::response::sse::KeepAlive::default()).into_response())
+}
