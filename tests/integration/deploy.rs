@@ -101,6 +101,24 @@ async fn wait_for(env: &TestEnv, owner: &Cred, id: &str, want: &[&str], within: 
     }
 }
 
+/// Every text message of the project's build-logs WebSocket until it closes.
+async fn socket_lines(env: &TestEnv, owner: &Cred, project: &str) -> Vec<String> {
+    use futures::StreamExt;
+    let Cred::Key(key) = owner else { unreachable!() };
+    let url = format!(
+        "{}/api/workspaces/acme/projects/{project}/build-logs?api_key={key}",
+        env.base.replace("http://", "ws://")
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let mut lines = Vec::new();
+    while let Some(Ok(msg)) = tokio::time::timeout(Duration::from_secs(60), socket.next()).await.unwrap() {
+        if let tokio_tungstenite::tungstenite::Message::Text(t) = msg {
+            lines.push(t.to_string());
+        }
+    }
+    lines
+}
+
 async fn fetch(env: &TestEnv, host: &str) -> Option<(u16, String)> {
     let r = env.http.get(format!("{}/", env.apps)).header("Host", host).send().await.ok()?;
     let status = r.status().as_u16();
@@ -153,6 +171,9 @@ async fn a_git_push_becomes_a_running_app_and_bad_deploys_never_take_it_down() {
         logs.body
     );
     assert_eq!(fetch(&env, "web.acme.localhost").await, Some((200, "hello v1".into())));
+    let lines = socket_lines(&env, &owner, "web").await;
+    assert!(lines.iter().any(|l| l.contains("COPY www /www")), "{lines:?}");
+    assert_eq!(lines.last().map(String::as_str), Some("[END]"));
     assert_eq!(fetch(&env, "WEB.acme.localhost:8080").await.map(|r| r.1), Some("hello v1".into()));
     assert_eq!(fetch(&env, "nope.acme.localhost").await.map(|r| r.0), Some(404));
     let out = sh(dir, "docker", &["ps", "--filter", &format!("label=berth.deployment={id1}"), "-q"]);
@@ -172,6 +193,8 @@ async fn a_git_push_becomes_a_running_app_and_bad_deploys_never_take_it_down() {
     let d = wait_for(&env, &owner, &id2, &["running", "failed"], Duration::from_secs(120)).await;
     assert_eq!(d["status"], json!("failed"));
     assert!(d["error"].as_str().unwrap().contains("nothing listening on port 8080"), "{d}");
+    let lines = socket_lines(&env, &owner, "web").await;
+    assert!(lines.last().unwrap().starts_with("[ERROR] nothing listening on port 8080"), "{lines:?}");
     assert_eq!(fetch(&env, "web.acme.localhost").await, Some((200, "hello v1".into())));
     let out = sh(dir, "docker", &["ps", "-a", "--filter", &format!("label=berth.deployment={id2}"), "-q"]);
     assert!(out.trim().is_empty(), "the failed deployment's containers are removed");

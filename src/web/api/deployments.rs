@@ -354,3 +354,65 @@ pub async fn stream_deployment(
         .map(Ok::<_, std::convert::Infallible>);
     Ok(axum::response::sse::Sse::new(stream).keep_alive(axum::response::sse::KeepAlive::default()).into_response())
 }
+
+/// The latest deployment of a project over WebSocket (TOSE's build-logs socket): every log line as a text
+/// message, then `[END]` when the rollout is over, or `[ERROR] <reason>` when it failed. Browsers pass the key as
+/// `?api_key=`.
+#[utoipa::path(get, path = "/api/workspaces/{ws}/projects/{p}/build-logs", tag = "deployments",
+    params(("ws" = String, Path, description = "Workspace slug"), ("p" = String, Path, description = "Project slug")),
+    responses((status = 101, description = "WebSocket: text frames, one per log line, then [END] or [ERROR] …"), CommonErrors))]
+pub async fn build_logs_socket(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path((ws, p)): Path<(String, String)>,
+    upgrade: axum::extract::ws::WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let page = crate::domain::PageRequest { page: 1, limit: 1 };
+    let latest = state.services.list_deployments(&actor, &ws, &p, None, None, page).await?;
+    let d = latest
+        .items
+        .into_iter()
+        .next()
+        .ok_or_else(|| ServiceError::NotFound(format!("project '{p}' has no deployment yet")))?;
+    Ok(upgrade.on_upgrade(move |socket| follow_on_socket(socket, state, actor, ws, d.id)))
+}
+
+async fn follow_on_socket(
+    mut socket: axum::extract::ws::WebSocket,
+    state: AppState,
+    actor: crate::services::Actor,
+    ws: String,
+    id: String,
+) {
+    use axum::extract::ws::Message;
+    let mut after = 0;
+    loop {
+        let (Ok(lines), Ok(detail)) = (
+            state.services.deployment_logs(&actor, &ws, &id, after, 500).await,
+            state.services.get_deployment(&actor, &ws, &id).await,
+        ) else {
+            let _ = socket.send(Message::Text("[ERROR] the deployment can no longer be read".into())).await;
+            return;
+        };
+        for l in &lines {
+            after = l.seq;
+            if socket.send(Message::Text(l.line.clone().into())).await.is_err() {
+                return;
+            }
+        }
+        let status = detail.deployment.status;
+        if !status.is_in_progress() && lines.len() < 500 {
+            let last = match (status, detail.deployment.error) {
+                (DeploymentStatus::Running, _) => "[END]".to_owned(),
+                (_, Some(e)) => format!("[ERROR] {e}"),
+                (s, None) => format!("[ERROR] deployment {s}"),
+            };
+            let _ = socket.send(Message::Text(last.into())).await;
+            let _ = socket.send(Message::Close(None)).await;
+            return;
+        }
+        if lines.is_empty() {
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+    }
+}

@@ -116,6 +116,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .routes(routes!(hooks::receive_hook))
         .routes(routes!(deployments::project_status))
         .routes(routes!(deployments::stream_deployment))
+        .routes(routes!(deployments::build_logs_socket))
         .split_for_parts();
     let spec = openapi.to_pretty_json().unwrap_or_else(|_| "{}".into());
     routes
