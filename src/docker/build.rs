@@ -23,7 +23,9 @@ pub struct ImageBuild {
     pub tag: String,
     /// `--build-arg` values.
     pub build_args: Vec<(String, String)>,
-    /// Labels on the image, in addition to `berth.managed=true`.
+    /// Labels on the image, in addition to `berth.managed=true`. Empty means no labels at all: the classic builder
+    /// applies labels as an extra step with its own container commit (about 250 ms here), so Berth identifies its
+    /// images by their repository (`berth/<workspace id>/<project id>`) instead.
     pub labels: labels::Labels,
     /// Ignore the build cache.
     pub no_cache: bool,
@@ -94,8 +96,10 @@ impl DockerClient {
             .t(&req.tag)
             .rm(true)
             .forcerm(true)
-            .nocache(req.no_cache)
-            .labels(&labels::to_engine(&req.labels));
+            .nocache(req.no_cache);
+        if !req.labels.is_empty() {
+            options = options.labels(&labels::to_engine(&req.labels));
+        }
         if !req.build_args.is_empty() {
             let args: HashMap<String, String> = req.build_args.iter().cloned().collect();
             options = options.buildargs(&args);

@@ -262,11 +262,13 @@ impl Services {
         };
         let dest = self.config.data_dir.join("repos").join(&p.id);
         let opts = self.git_options();
+        let fetch_started = Instant::now();
         let fetched = tokio::select! {
             r = gitops::fetch_shallow(&url, d.branch.as_deref(), &auth, &opts, &dest) => r.map_err(|e| Stop::Failed(git_error(e).to_string()))?,
             _ = cancel.cancelled() => return Err(Stop::Cancelled),
         };
-        self.log(&d.id, "build", vec![format!("fetched {} ({})", fetched.branch, &fetched.sha)]).await;
+        let fetch_ms = fetch_started.elapsed().as_millis();
+        self.log(&d.id, "build", vec![format!("fetched {} ({}) in {fetch_ms} ms", fetched.branch, &fetched.sha)]).await;
         let (id, sha) = (d.id.clone(), fetched.sha.clone());
         self.store
             .write(move |tx| store::deployments::set_outputs(tx, &id, None, Some(&sha), None))
@@ -274,11 +276,9 @@ impl Services {
             .map_err(Stop::from)?;
 
         let context = if p.build.root_directory.is_empty() { dest.clone() } else { dest.join(&p.build.root_directory) };
-        let tag = format!("berth/{}:dep-{}", p.id, d.number);
-        let mut labels = BTreeMap::new();
-        labels.insert(LABEL_WORKSPACE.to_owned(), job.workspace.id.clone());
-        labels.insert(LABEL_PROJECT.to_owned(), p.id.clone());
-        labels.insert(LABEL_DEPLOYMENT.to_owned(), d.id.clone());
+        // Identified by repository rather than labels (a label costs the classic builder an extra step).
+        let tag = format!("berth/{}/{}:dep-{}", job.workspace.id, p.id, d.number);
+        let labels = BTreeMap::new();
         let req = ImageBuild {
             context_dir: context,
             dockerfile: p.build.dockerfile_path.clone().unwrap_or_else(|| "Dockerfile".into()),
@@ -308,10 +308,13 @@ impl Services {
         let mut on_line = move |line: String| {
             let _ = tx.send(line);
         };
+        let build_started = Instant::now();
         let built = self.docker.build_image(req, &mut on_line, cancel).await;
         drop(on_line);
         let _ = writer.await;
         built?;
+        self.log(&d.id, "build", vec![format!("image {tag} built in {} ms", build_started.elapsed().as_millis())])
+            .await;
         Ok(tag)
     }
 
@@ -350,6 +353,7 @@ impl Services {
         let cpu: f64 = p.cpu.parse().unwrap_or(0.5);
         let ram: f64 = p.ram.parse().unwrap_or(0.5);
         let mut started: Vec<String> = Vec::new();
+        let rollout_started = Instant::now();
         let result = async {
             for i in 0..p.replicas {
                 let spec = ContainerSpec {
@@ -367,10 +371,18 @@ impl Services {
                 };
                 started.push(self.docker.run_container(spec).await?);
             }
+            let started_ms = rollout_started.elapsed().as_millis();
             let mut upstreams = Vec::new();
             for c in &started {
                 upstreams.push(self.wait_healthy(c, &network, p, cancel).await?);
             }
+            let healthy_ms = rollout_started.elapsed().as_millis();
+            self.log(
+                &d.id,
+                "deploy",
+                vec![format!("{} replica(s) started in {started_ms} ms, healthy after {healthy_ms} ms", started.len())],
+            )
+            .await;
             Ok::<_, Stop>(upstreams)
         }
         .await;
@@ -393,6 +405,9 @@ impl Services {
         });
         let sealed = self.secrets.seal(&config.to_string(), &format!("release:{release_id}"))?;
         let healthy_at = Instant::now();
+        if d.environment == crate::domain::PRODUCTION {
+            self.publish_routes(Some((d.id.clone(), p.slug.clone(), ws.slug.clone(), p.port))).await;
+        }
         let (dep, img) = (d.clone(), image.to_owned());
         let previous = self
             .store
@@ -417,10 +432,21 @@ impl Services {
                 Ok(Ok(previous))
             })
             .await
-            .map_err(Stop::from)?;
+            .map_err(Stop::from);
+        let previous = match previous {
+            Ok(p) => p,
+            Err(stop) => {
+                self.refresh_routes().await;
+                for c in &started {
+                    let _ = self.docker.remove_container(c).await;
+                }
+                return Err(stop);
+            }
+        };
         let previous = match previous {
             Ok(p) => p,
             Err(()) => {
+                self.refresh_routes().await;
                 for c in &started {
                     let _ = self.docker.remove_container(c).await;
                 }

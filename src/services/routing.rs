@@ -12,6 +12,13 @@ use std::sync::Arc;
 impl Services {
     /// Rebuilds the route table from the running deployments and their containers, then publishes it.
     pub async fn refresh_routes(&self) {
+        self.publish_routes(None).await;
+    }
+
+    /// Like [`Services::refresh_routes`], with `pending` — a deployment about to be marked running, as
+    /// (deployment id, project slug, workspace slug, port) — routed instead of whatever serves its host now. The
+    /// worker publishes this before it commits `running`, so a client that sees `running` is already routed.
+    pub(crate) async fn publish_routes(&self, pending: Option<(String, String, String, u16)>) {
         let rows = self
             .store
             .read(|c| {
@@ -34,7 +41,11 @@ impl Services {
             })
             .await;
         let rows = match rows {
-            Ok(r) => r,
+            Ok(mut r) => {
+                // Last wins for a host: the pending deployment replaces the one it is about to supersede.
+                r.extend(pending);
+                r
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "while reading routes; keeping the current table");
                 return;

@@ -75,7 +75,8 @@ impl Drop for Cleanup {
                 let _ = Command::new("docker").args(["network", "rm", id]).output();
             }
         }
-        if let Ok(out) = Command::new("docker").args(["images", "-q", "--filter", &filter]).output() {
+        let images = format!("reference=berth/{}/*", self.0);
+        if let Ok(out) = Command::new("docker").args(["images", "-q", "--filter", &images]).output() {
             for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
                 let _ = Command::new("docker").args(["rmi", "-f", id]).output();
             }
