@@ -120,22 +120,9 @@ impl Services {
     async fn load_job(&self, d: Deployment) -> Result<Job, ServiceError> {
         self.store
             .read(move |c| {
-                let project: Project = c
-                    .prepare_cached("SELECT slug, workspace_id FROM projects WHERE id = ?1")?
-                    .query_row([&d.project_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-                    .map_err(store::StoreError::from)
-                    .and_then(|(slug, ws_id)| {
-                        store::projects::by_slug(c, &ws_id, &slug)?
-                            .ok_or_else(|| store::StoreError::Corrupt("project vanished".into()))
-                    })?;
-                let workspace: Workspace = c
-                    .prepare_cached("SELECT slug FROM workspaces WHERE id = ?1")?
-                    .query_row([&project.workspace_id], |r| r.get::<_, String>(0))
-                    .map_err(store::StoreError::from)
-                    .and_then(|slug| {
-                        store::workspaces::by_slug(c, &slug)?
-                            .ok_or_else(|| store::StoreError::Corrupt("workspace vanished".into()))
-                    })?;
+                let gone = |what: &str| ServiceError::Internal(format!("the deployment's {what} no longer exists"));
+                let project = store::projects::by_id(c, &d.project_id)?.ok_or_else(|| gone("project"))?;
+                let workspace = store::workspaces::by_id(c, &project.workspace_id)?.ok_or_else(|| gone("workspace"))?;
                 Ok(Job { deployment: d, project, workspace })
             })
             .await
@@ -428,7 +415,7 @@ impl Services {
                         now(),
                     )?;
                 }
-                tx.execute("UPDATE projects SET status = 'running' WHERE id = ?1", [&dep.project_id])?;
+                store::projects::set_status(tx, &dep.project_id, "running")?;
                 Ok(Ok(previous))
             })
             .await

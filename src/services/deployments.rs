@@ -46,10 +46,7 @@ fn resolve_deployment(
 ) -> Result<(super::Access, Deployment), ServiceError> {
     let access = resolve(conn, actor, ws)?;
     let d = store::deployments::get(conn, id)?.ok_or_else(|| deployment_not_found(id))?;
-    let in_ws: bool = conn
-        .prepare_cached("SELECT COUNT(*) FROM projects WHERE id = ?1 AND workspace_id = ?2")?
-        .query_row(rusqlite::params![d.project_id, access.workspace.id], |r| r.get::<_, i64>(0))?
-        > 0;
+    let in_ws = store::projects::by_id(conn, &d.project_id)?.is_some_and(|p| p.workspace_id == access.workspace.id);
     if !in_ws {
         return Err(deployment_not_found(id));
     }
@@ -302,6 +299,9 @@ impl Services {
         release: &Release,
         trigger: &str,
     ) -> Result<Deployment, ServiceError> {
+        // A redeploy runs the release's image with today's variables: the worker resolves them when the
+        // deployment names no release to copy them from.
+        let copy_release = kind != DeploymentKind::Redeploy;
         let d = Deployment {
             id: new_id(),
             kind,
@@ -309,7 +309,7 @@ impl Services {
             trigger: trigger.to_owned(),
             triggered_by: Some(actor.user.email.clone()),
             image: Some(release.image.clone()),
-            release_id: Some(release.id.clone()),
+            release_id: copy_release.then(|| release.id.clone()),
             retry_of: None,
             no_cache: false,
             note: None,
@@ -355,12 +355,7 @@ impl Services {
                     })?;
                 let base = store::deployments::get(tx, &latest.deployment_id)?
                     .ok_or_else(|| ServiceError::Internal("release without deployment".into()))?;
-                let mut d = Self::queue_from_release(tx, &a, &base, kind, &latest, "api")?;
-                if kind == DeploymentKind::Redeploy {
-                    // Today's variables: the worker resolves them when the deployment has no release to copy.
-                    d.release_id = None;
-                    tx.execute("UPDATE deployments SET release_id = NULL WHERE id = ?1", [&d.id])?;
-                }
+                let d = Self::queue_from_release(tx, &a, &base, kind, &latest, "api")?;
                 store::audit::insert(
                     tx,
                     &a.audit(
@@ -439,7 +434,7 @@ impl Services {
                     None,
                     now(),
                 )?;
-                tx.execute("UPDATE projects SET status = 'stopped' WHERE id = ?1", [&d.project_id])?;
+                store::projects::set_status(tx, &d.project_id, "stopped")?;
                 store::audit::insert(
                     tx,
                     &a.audit(Some(&access.workspace.id), "deployment.stop", d.reference.clone(), serde_json::json!({})),

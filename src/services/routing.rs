@@ -19,27 +19,7 @@ impl Services {
     /// (deployment id, project slug, workspace slug, port) — routed instead of whatever serves its host now. The
     /// worker publishes this before it commits `running`, so a client that sees `running` is already routed.
     pub(crate) async fn publish_routes(&self, pending: Option<(String, String, String, u16)>) {
-        let rows = self
-            .store
-            .read(|c| {
-                let mut stmt = c.prepare_cached(
-                    "SELECT d.id, p.slug, w.slug, p.port FROM deployments d JOIN projects p ON p.id = d.project_id
-                     JOIN workspaces w ON w.id = p.workspace_id JOIN environments e ON e.id = d.environment_id
-                     WHERE d.status = 'running' AND e.name = 'production'",
-                )?;
-                let rows = stmt
-                    .query_map([], |r| {
-                        Ok((
-                            r.get::<_, String>(0)?,
-                            r.get::<_, String>(1)?,
-                            r.get::<_, String>(2)?,
-                            r.get::<_, u16>(3)?,
-                        ))
-                    })?
-                    .collect::<Result<Vec<_>, _>>()?;
-                Ok::<_, store::StoreError>(rows)
-            })
-            .await;
+        let rows = self.store.read(store::deployments::production_routes).await;
         let rows = match rows {
             Ok(mut r) => {
                 // Last wins for a host: the pending deployment replaces the one it is about to supersede.

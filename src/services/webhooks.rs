@@ -181,9 +181,9 @@ impl Services {
                         deployment: None,
                     });
                 }
-                let env = tx
-                    .prepare_cached("SELECT id FROM environments WHERE project_id = ?1 AND name = 'production'")?
-                    .query_row([&project_id], |r| r.get::<_, String>(0))?;
+                let env = store::projects::environment(tx, &project_id, crate::domain::PRODUCTION)?
+                    .ok_or_else(|| ServiceError::Internal("project without a production environment".into()))?
+                    .id;
                 let d = Deployment {
                     id: new_id(),
                     reference: String::new(),

@@ -192,6 +192,19 @@ pub fn running(conn: &Connection, project_id: &str, environment_id: &str) -> Res
         .optional()?)
 }
 
+/// What the proxy routes: every running production deployment as (deployment id, project slug, workspace slug,
+/// port).
+pub fn production_routes(conn: &Connection) -> Result<Vec<(String, String, String, u16)>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT d.id, p.slug, w.slug, p.port FROM deployments d JOIN projects p ON p.id = d.project_id
+             JOIN workspaces w ON w.id = p.workspace_id JOIN environments e ON e.id = d.environment_id
+             WHERE d.status = 'running' AND e.name = 'production'",
+        )?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<Result<_, _>>()?)
+}
+
 pub fn events(conn: &Connection, id: &str) -> Result<Vec<DeploymentEvent>, StoreError> {
     let rows = conn
         .prepare_cached("SELECT status, message, at FROM deployment_events WHERE deployment_id = ?1 ORDER BY id")?

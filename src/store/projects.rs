@@ -94,6 +94,16 @@ pub fn by_slug(conn: &Connection, workspace_id: &str, slug: &str) -> Result<Opti
         .optional()?)
 }
 
+pub fn by_id(conn: &Connection, id: &str) -> Result<Option<Project>, StoreError> {
+    Ok(conn.prepare_cached("SELECT * FROM projects WHERE id = ?1")?.query_row([id], from_row).optional()?)
+}
+
+/// Sets the project's status word (`running`, `stopped`, …).
+pub fn set_status(conn: &Connection, id: &str, status: &str) -> Result<(), StoreError> {
+    conn.prepare_cached("UPDATE projects SET status = ?2 WHERE id = ?1")?.execute(params![id, status])?;
+    Ok(())
+}
+
 /// A workspace's projects, oldest first.
 pub fn list(conn: &Connection, workspace_id: &str, page: PageRequest) -> Result<Paged<Project>, StoreError> {
     let total = conn

@@ -27,6 +27,10 @@ pub fn by_slug(conn: &Connection, slug: &str) -> Result<Option<Workspace>, Store
     Ok(conn.prepare_cached("SELECT * FROM workspaces WHERE slug = ?1")?.query_row([slug], from_row).optional()?)
 }
 
+pub fn by_id(conn: &Connection, id: &str) -> Result<Option<Workspace>, StoreError> {
+    Ok(conn.prepare_cached("SELECT * FROM workspaces WHERE id = ?1")?.query_row([id], from_row).optional()?)
+}
+
 /// The workspace with `slug` and the user's role in it, or `None` when it does not exist or they are no member.
 pub fn for_member(conn: &Connection, user_id: &str, slug: &str) -> Result<Option<(Workspace, Role)>, StoreError> {
     Ok(conn

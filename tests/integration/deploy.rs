@@ -126,23 +126,29 @@ async fn fetch(env: &TestEnv, host: &str) -> Option<(u16, String)> {
     Some((status, r.text().await.ok()?))
 }
 
-#[tokio::test]
-async fn a_git_push_becomes_a_running_app_and_bad_deploys_never_take_it_down() {
+/// A Berth on the real engine with an owner key in workspace `acme`, the workspace's Docker objects removed at
+/// the end, and an empty git repository on `main` whose app will serve `body`.
+async fn deploy_setup(drain_secs: u32, body: &str) -> (TestEnv, Cred, Cleanup, tempfile::TempDir) {
     base_image();
     let env = TestEnv::start_with(|c| {
         c.allow_local_repos = true;
         c.health_timeout_secs = 5;
-        c.drain_secs = 1;
+        c.drain_secs = drain_secs;
     })
     .await;
     let (_, owner) = env.user_with_key("ops@acme.io", "acme").await;
     let ws_id = env.get("/api/workspaces/acme", &owner).await.expect(200).data()["id"].as_str().unwrap().to_owned();
-    let _cleanup = Cleanup(ws_id);
     let repo = tempfile::tempdir().unwrap();
+    sh(repo.path(), "git", &["init", "-q", "-b", "main"]);
+    write_app(repo.path(), body, 8080);
+    commit(repo.path(), "v1");
+    (env, owner, Cleanup(ws_id), repo)
+}
+
+#[tokio::test]
+async fn a_git_push_becomes_a_running_app_and_bad_deploys_never_take_it_down() {
+    let (env, owner, _cleanup, repo) = deploy_setup(1, "hello v1").await;
     let dir = repo.path();
-    sh(dir, "git", &["init", "-q", "-b", "main"]);
-    write_app(dir, "hello v1", 8080);
-    commit(dir, "v1");
 
     env.post(
         "/api/workspaces/acme/projects",
@@ -269,21 +275,8 @@ async fn get_path(env: &TestEnv, path: &str) -> String {
 
 #[tokio::test]
 async fn redeploy_rollback_stop_and_start_keep_volumes_and_never_log_secrets() {
-    base_image();
-    let env = TestEnv::start_with(|c| {
-        c.allow_local_repos = true;
-        c.health_timeout_secs = 5;
-        c.drain_secs = 0;
-    })
-    .await;
-    let (_, owner) = env.user_with_key("ops@acme.io", "acme").await;
-    let ws_id = env.get("/api/workspaces/acme", &owner).await.expect(200).data()["id"].as_str().unwrap().to_owned();
-    let _cleanup = Cleanup(ws_id);
-    let repo = tempfile::tempdir().unwrap();
+    let (env, owner, _cleanup, repo) = deploy_setup(0, "v1").await;
     let dir = repo.path();
-    sh(dir, "git", &["init", "-q", "-b", "main"]);
-    write_app(dir, "v1", 8080);
-    commit(dir, "v1");
     let start = "date >> /data/boots && cp /data/boots /www/boots.txt && echo \"$GREETING\" > /www/greeting.txt \
                  && echo token=$SECRET_TOKEN && exec busybox httpd -f -p ${APP_PORT:-8080} -h /www";
     env.post(
@@ -389,21 +382,8 @@ fn github_signature(secret: &str, body: &str) -> String {
 
 #[tokio::test]
 async fn a_signed_push_deploys_once_and_a_bad_signature_is_refused() {
-    base_image();
-    let env = TestEnv::start_with(|c| {
-        c.allow_local_repos = true;
-        c.health_timeout_secs = 5;
-        c.drain_secs = 0;
-    })
-    .await;
-    let (_, owner) = env.user_with_key("ops@acme.io", "acme").await;
-    let ws_id = env.get("/api/workspaces/acme", &owner).await.expect(200).data()["id"].as_str().unwrap().to_owned();
-    let _cleanup = Cleanup(ws_id);
-    let repo = tempfile::tempdir().unwrap();
+    let (env, owner, _cleanup, repo) = deploy_setup(0, "pushed").await;
     let dir = repo.path();
-    sh(dir, "git", &["init", "-q", "-b", "main"]);
-    write_app(dir, "pushed", 8080);
-    commit(dir, "v1");
     let sha = sh(dir, "git", &["rev-parse", "HEAD"]).trim().to_owned();
     env.post(
         "/api/workspaces/acme/projects",

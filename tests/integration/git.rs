@@ -12,16 +12,7 @@ use std::time::{Duration, Instant};
 const P: &str = "/api/workspaces/acme/projects/app";
 
 fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "Test")
-        .env("GIT_AUTHOR_EMAIL", "t@example.com")
-        .env("GIT_COMMITTER_NAME", "Test")
-        .env("GIT_COMMITTER_EMAIL", "t@example.com")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    crate::deploy::sh(dir, "git", args);
 }
 
 fn copy_dir(from: &Path, to: &Path) {
