@@ -1,0 +1,109 @@
+//! The certificate side of custom domains: which names the certificate manager should hold certificates for
+//! (only verified domains, never a name a client merely asked for), what each domain's certificate looks like, and
+//! re-publishing routes when a certificate becomes active (the HTTP → HTTPS redirect depends on it).
+
+use super::Services;
+use super::domains::DomainTls;
+use crate::domain::custom_domain::DomainStatus;
+use crate::store::{self, domains::DomainRow};
+use crate::tls::{CertEvent, Challenge, Status, WantedCert};
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+fn status_word(s: Status) -> &'static str {
+    match s {
+        Status::None => "none",
+        Status::Pending => "pending",
+        Status::Active => "active",
+        Status::Failing => "failing",
+        Status::Expiring => "expiring",
+    }
+}
+
+impl Services {
+    /// Whether Berth serves no HTTPS (`tls = "off"`, or no HTTPS listener): verified domains are then active as
+    /// plain-HTTP routes.
+    pub(crate) fn tls_off(&self) -> bool {
+        self.tls.get().is_none()
+    }
+
+    /// A domain's certificate as the API shows it (`none` until the domain is verified).
+    pub(crate) fn domain_tls(&self, row: &DomainRow) -> DomainTls {
+        let none = DomainTls { status: "none".into(), issuer: None, not_after: None, last_error: None };
+        if row.status != DomainStatus::Verified {
+            return none;
+        }
+        let Some(status) = self.tls.get().and_then(|m| m.status(&row.domain)) else { return none };
+        DomainTls {
+            status: status_word(status.status).into(),
+            issuer: status.issuer,
+            not_after: status.not_after.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+            last_error: status.last_error,
+        }
+    }
+
+    /// Whether a valid certificate for `domain` is being served (then plain HTTP can redirect to HTTPS).
+    pub(crate) fn certificate_active(&self, domain: &str) -> bool {
+        self.tls
+            .get()
+            .and_then(|m| m.status(domain))
+            .is_some_and(|s| matches!(s.status, Status::Active | Status::Expiring))
+    }
+
+    /// Tells the certificate manager which names need certificates: every verified domain (wildcards through
+    /// DNS-01, others through `acme_challenge`).
+    pub(crate) async fn sync_certificates(&self) {
+        let Some(manager) = self.tls.get() else { return };
+        let rows = match self.store.read(store::domains::all).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!(error = %e, "while reading domains for certificates");
+                return;
+            }
+        };
+        let console = self
+            .config
+            .console_domain
+            .clone()
+            .map(|d| WantedCert { names: vec![d], challenge: self.config.acme_challenge });
+        let wanted: Vec<WantedCert> = rows
+            .into_iter()
+            .filter(|r| r.status == DomainStatus::Verified)
+            .map(|r| {
+                let challenge =
+                    if r.domain.starts_with("*.") { Challenge::Dns01 } else { self.config.acme_challenge };
+                WantedCert { names: vec![r.domain], challenge }
+            })
+            .chain(console)
+            .collect();
+        if let Err(e) = manager.set_wanted(wanted) {
+            tracing::warn!(error = %e, "while handing domains to the certificate manager");
+        }
+    }
+
+    /// Until `shutdown`: when a certificate is issued or renewed (or fails), routes are published again, so the
+    /// HTTP → HTTPS redirect follows the certificate.
+    pub async fn follow_certificates(self: Arc<Self>, shutdown: CancellationToken) {
+        let Some(manager) = self.tls.get() else { return };
+        let mut events = manager.subscribe();
+        loop {
+            let event = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                e = events.recv() => e,
+            };
+            match event {
+                Ok(CertEvent::Issued { .. } | CertEvent::Renewed { .. }) => self.refresh_routes().await,
+                Ok(e @ CertEvent::Failed { .. }) => {
+                    // The uptime notifications subscribe to the same events; until then the log says it.
+                    tracing::warn!(event = ?e, "a certificate could not be issued or renewed");
+                    self.refresh_routes().await;
+                }
+                Ok(e @ CertEvent::ExpiringSoon { .. }) => {
+                    tracing::warn!(event = ?e, "a certificate expires soon and has not been renewed");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => self.refresh_routes().await,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+}
