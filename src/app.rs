@@ -22,6 +22,8 @@ pub struct Listeners {
     pub api: TcpListener,
     /// The proxy's plain-HTTP listener for app traffic; `None` runs without it (tests of the API alone).
     pub http: Option<TcpListener>,
+    /// The proxy's TLS listener; `None` (or `tls = "off"`) runs without HTTPS and without a certificate manager.
+    pub https: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -36,7 +38,16 @@ impl Listeners {
                 config.http_listen
             )
         })?;
-        Ok(Listeners { api, http: Some(http) })
+        let https = match config.tls {
+            crate::config::TlsMode::Off => None,
+            _ => Some(TcpListener::bind(config.https_listen).await.with_context(|| {
+                format!(
+                    "while binding the proxy's HTTPS listener to {} (set https_listen / --https-listen, or tls = \"off\")",
+                    config.https_listen
+                )
+            })?),
+        };
+        Ok(Listeners { api, http: Some(http), https })
     }
 }
 
@@ -46,6 +57,10 @@ pub struct AppHandle {
     pub api_addr: SocketAddr,
     /// Where the proxy answers app traffic, when it runs.
     pub http_addr: Option<SocketAddr>,
+    /// Where the proxy answers HTTPS, when it runs.
+    pub https_addr: Option<SocketAddr>,
+    /// The certificate manager, when HTTPS runs: domains call `set_wanted` and read `status` through it.
+    pub tls: Option<Arc<crate::tls::CertManager>>,
     /// The use cases, for in-process tests and tools.
     pub services: SharedServices,
     /// The one-time setup token, when no user existed at start.
@@ -83,9 +98,29 @@ pub async fn start(config: Arc<Config>, listeners: Listeners) -> anyhow::Result<
     tasks.spawn("session-gc", move |token| tasks::session_gc(s, token));
     let s = services.clone();
     tasks.spawn("deploy-worker", move |token| s.deploy_worker(token));
+    let s = services.clone();
+    tasks.spawn("runtime-logs", move |token| s.follow_runtime_logs(token));
+    let (access_tx, access_rx) = tokio::sync::mpsc::channel(10_000);
+    edge.set_access_log(access_tx, u64::from(config.access_log_sample));
+    let s = services.clone();
+    tasks.spawn("access-logs", move |token| s.write_access_logs(access_rx, token));
+    let (https_addr, tls) = match listeners.https {
+        Some(https) => match start_https(&config, https, &edge, &mut tasks).await? {
+            Some((addr, manager)) => (Some(addr), Some(manager)),
+            None => (None, None),
+        },
+        None => (None, None),
+    };
+    if let Some(manager) = &tls {
+        let _ = services.tls.set(manager.clone());
+        let s = services.clone();
+        tasks.spawn("certificate-events", move |token| s.follow_certificates(token));
+    }
     let http_addr = match listeners.http {
         Some(http) => {
             let addr = http.local_addr()?;
+            let edge = edge.clone();
+            services.http_port.store(addr.port(), std::sync::atomic::Ordering::Relaxed);
             tasks.spawn("proxy-http", move |token| async move {
                 if let Err(e) = edge.serve(http, token, DRAIN_DEADLINE).await {
                     tracing::error!(error = %e, "the proxy's HTTP listener stopped");
@@ -96,6 +131,10 @@ pub async fn start(config: Arc<Config>, listeners: Listeners) -> anyhow::Result<
         None => None,
     };
 
+    let _ = services.api_addr.set(listeners.api.local_addr()?);
+    // After the listeners and the certificate manager: its first pass routes domains and asks for certificates.
+    let s = services.clone();
+    tasks.spawn("domain-verifier", move |token| s.domain_verifier(token));
     let api_addr = listeners.api.local_addr()?;
     let app = crate::web::router(services.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let stop = cancel.clone();
@@ -103,7 +142,44 @@ pub async fn start(config: Arc<Config>, listeners: Listeners) -> anyhow::Result<
         axum::serve(listeners.api, app).with_graceful_shutdown(async move { stop.cancelled().await }).await
     });
     tracing::info!(%api_addr, version = env!("CARGO_PKG_VERSION"), data_dir = %config.data_dir.display(), "berth is serving");
-    Ok(AppHandle { api_addr, http_addr, services, setup_token, cancel, server, tasks })
+    Ok(AppHandle { api_addr, http_addr, https_addr, tls, services, setup_token, cancel, server, tasks })
+}
+
+/// Builds the certificate manager and the TLS listener: certificates come from the manager's resolver (stored ones
+/// at once), HTTP-01 answers from the proxy's token map, and TLS connections go through the same proxy as plain ones
+/// with `X-Forwarded-Proto: https`. Returns `None` when the config turns TLS off.
+async fn start_https(
+    config: &Config,
+    https: TcpListener,
+    edge: &Arc<crate::proxy::Proxy>,
+    tasks: &mut Tasks,
+) -> anyhow::Result<Option<(SocketAddr, Arc<crate::tls::CertManager>)>> {
+    use crate::tls::{CertManager, CertResolver, TlsSettings};
+    let Some(settings) = TlsSettings::from_config(config).context("while setting up TLS")? else {
+        return Ok(None);
+    };
+    let resolver = Arc::new(CertResolver::new());
+    let manager = CertManager::new(settings, resolver.clone(), edge.http01_tokens().clone())
+        .await
+        .with_context(|| format!("while loading certificates from {}", config.data_dir.join("tls").display()))?;
+    let m = manager.clone();
+    tasks.spawn("tls-certificates", move |token| m.run(token));
+    let server_config = crate::tls::server_config(resolver)?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config));
+    let addr = https.local_addr()?;
+    edge.set_https_port(addr.port());
+    let edge = edge.clone();
+    tasks.spawn("proxy-https", move |token| async move {
+        let handshake = move |stream| {
+            let acceptor = acceptor.clone();
+            async move { crate::tls::accept(&acceptor, stream).await }
+        };
+        let proto = crate::proxy::ForwardedProto::Https;
+        if let Err(e) = edge.serve_with(https, token, DRAIN_DEADLINE, proto, handshake).await {
+            tracing::error!(error = %e, "the proxy's HTTPS listener stopped");
+        }
+    });
+    Ok(Some((addr, manager)))
 }
 
 impl AppHandle {

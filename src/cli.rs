@@ -97,12 +97,30 @@ pub struct ConfigArgs {
     /// Proxy HTTPS listener (default 0.0.0.0:443).
     #[arg(long)]
     pub https_listen: Option<String>,
+    /// Where HTTPS certificates come from: acme (default), internal or off.
+    #[arg(long)]
+    pub tls: Option<String>,
+    /// ACME directory URL (default Let's Encrypt production).
+    #[arg(long)]
+    pub acme_directory: Option<String>,
+    /// PEM root certificate trusted for the ACME directory's HTTPS (private or test CAs).
+    #[arg(long)]
+    pub acme_ca_root: Option<PathBuf>,
+    /// Contact email given to the ACME CA.
+    #[arg(long)]
+    pub acme_email: Option<String>,
     /// Docker Engine address (default $DOCKER_HOST or unix:///var/run/docker.sock).
     #[arg(long)]
     pub docker_host: Option<String>,
     /// human or json.
     #[arg(long)]
     pub log_format: Option<String>,
+    /// This server's public IP address (repeatable); custom domains must point at one. Detected when absent.
+    #[arg(long = "public-ip")]
+    pub public_ip: Vec<String>,
+    /// The DNS server used to verify domains, `ip` or `ip:port` (default: the system's resolver).
+    #[arg(long)]
+    pub dns_resolver: Option<String>,
 }
 
 impl ConfigArgs {
@@ -113,8 +131,14 @@ impl ConfigArgs {
             listen: self.listen.clone(),
             http_listen: self.http_listen.clone(),
             https_listen: self.https_listen.clone(),
+            tls: self.tls.clone(),
+            acme_directory: self.acme_directory.clone(),
+            acme_ca_root: self.acme_ca_root.clone(),
+            acme_email: self.acme_email.clone(),
             docker_host: self.docker_host.clone(),
             log_format: self.log_format.clone(),
+            public_ip: (!self.public_ip.is_empty()).then(|| self.public_ip.join(",")),
+            dns_resolver: self.dns_resolver.clone(),
             ..Layer::default()
         };
         Ok(Config::load(self.config.as_deref(), &env, flags)?)

@@ -9,12 +9,49 @@ use std::path::{Path, PathBuf};
 /// Where the config file is looked for when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/berth/berth.toml";
 
+/// The default `acme_directory`: Let's Encrypt's production CA.
+pub const LETS_ENCRYPT_DIRECTORY: &str = "https://acme-v02.api.letsencrypt.org/directory";
+/// The default `cloudflare_api_url`.
+pub const CLOUDFLARE_API_URL: &str = "https://api.cloudflare.com/client/v4";
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Human,
     Json,
+}
+
+/// Where the HTTPS listener's certificates come from (`tls`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    /// From an ACME CA (`acme_directory`, Let's Encrypt by default).
+    Acme,
+    /// From Berth's own CA, for LAN names and IPs no public CA can validate.
+    Internal,
+    /// No HTTPS listener.
+    Off,
+}
+
+/// Which DNS provider publishes DNS-01 records (`dns_provider`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DnsProviderKind {
+    /// None: certificates that ask for dns01 fail, saying so.
+    None,
+    /// `dns_hook_command present|cleanup <fqdn> <value>`.
+    Hook,
+    /// Cloudflare's API with `cloudflare_api_token`.
+    Cloudflare,
+}
+
+/// A secret configuration value: `Debug` never prints it, so logging the config cannot leak it.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "\"***\"" })
+    }
 }
 
 /// The validated configuration every part of Berth is built from.
@@ -28,6 +65,24 @@ pub struct Config {
     pub http_listen: SocketAddr,
     /// The reverse proxy's TLS listener.
     pub https_listen: SocketAddr,
+    /// Where HTTPS certificates come from: ACME (default), the internal CA, or off (no HTTPS listener).
+    pub tls: TlsMode,
+    /// How ACME proves a (non-wildcard) domain: HTTP-01 on port 80 (default) or TLS-ALPN-01 on port 443.
+    pub acme_challenge: crate::tls::Challenge,
+    /// The ACME CA's directory URL.
+    pub acme_directory: String,
+    /// A PEM root trusted for the ACME directory's HTTPS instead of the system roots (private or test CAs).
+    pub acme_ca_root: Option<PathBuf>,
+    /// Contact address given to the ACME CA for expiry notices.
+    pub acme_email: Option<String>,
+    /// Who publishes DNS-01 TXT records (needed for wildcard certificates).
+    pub dns_provider: DnsProviderKind,
+    /// The `hook` provider's command, run as `<command> present|cleanup <fqdn> <value>`.
+    pub dns_hook_command: String,
+    /// The `cloudflare` provider's API token (Zone:DNS:Edit); best given as BERTH_CLOUDFLARE_API_TOKEN.
+    pub cloudflare_api_token: Secret,
+    /// The Cloudflare API base URL (changed only for tests or proxies).
+    pub cloudflare_api_url: String,
     /// Docker Engine address: `unix:///path`, `tcp://host:port` or `http://host:port`.
     pub docker_host: String,
     /// The URL people reach the dashboard at; invitation links are built on it.
@@ -51,14 +106,41 @@ pub struct Config {
     pub git_timeout_secs: u32,
     /// Projects get `<project>.<workspace>.<base_domain>` as their default domain.
     pub base_domain: String,
+    /// A domain the proxy serves the dashboard and API on (with its own certificate); `None`: only `listen`.
+    pub console_domain: Option<String>,
+    /// This server's public addresses: a custom domain is verified when its A/AAAA records point at one of them.
+    /// Empty: the host's own non-loopback interface addresses are used.
+    pub public_ips: Vec<std::net::IpAddr>,
+    /// The DNS server used to verify domains (`ip` or `ip:port`); `None` uses the system's resolver.
+    pub dns_resolver: Option<SocketAddr>,
     /// Longest a build may run.
     pub build_timeout_secs: u32,
     /// Memory a build may use, in MiB.
     pub build_memory_mb: u32,
+    /// How many builds may run at once (deployments of one project always run one after another).
+    pub concurrent_builds: u32,
     /// How long new replicas have to become healthy.
     pub health_timeout_secs: u32,
     /// How long old replicas keep running after traffic moved away, for in-flight requests.
     pub drain_secs: u32,
+    /// Runtime log lines older than this many days are deleted.
+    pub log_retention_days: u32,
+    /// Most runtime log lines kept per project; the oldest beyond it are deleted.
+    pub log_retention_lines: u32,
+    /// Access logs keep every 4xx/5xx and non-GET/HEAD request, and one in this many of the others (0: none).
+    pub access_log_sample: u32,
+    /// The `auto` builder's image for Node.js apps (needs node, npm and corepack).
+    pub auto_image_node: String,
+    /// The `auto` builder's image for Python apps (`python` and `pip` on PATH, `pip install` allowed).
+    pub auto_image_python: String,
+    /// The `auto` builder's image that compiles Go apps.
+    pub auto_image_go: String,
+    /// The `auto` builder's image that compiles Rust apps.
+    pub auto_image_rust: String,
+    /// The image compiled Go/Rust binaries and Procfile-only apps run in (sh, a C library matching the builders).
+    pub auto_image_runtime: String,
+    /// The image that serves static sites (sh and nginx reading /etc/nginx/conf.d/*.conf).
+    pub auto_image_static: String,
 }
 
 /// A configuration value that cannot be used: which key, from where, and why.
@@ -100,6 +182,15 @@ layer! {
     listen: String,
     http_listen: String,
     https_listen: String,
+    tls: String,
+    acme_challenge: String,
+    acme_directory: String,
+    acme_ca_root: PathBuf,
+    acme_email: String,
+    dns_provider: String,
+    dns_hook_command: String,
+    cloudflare_api_token: String,
+    cloudflare_api_url: String,
     docker_host: String,
     public_url: String,
     log_format: String,
@@ -113,10 +204,23 @@ layer! {
     allow_local_repos: bool,
     git_timeout_secs: u32,
     base_domain: String,
+    console_domain: String,
+    public_ip: String,
+    dns_resolver: String,
     build_timeout_secs: u32,
     build_memory_mb: u32,
+    concurrent_builds: u32,
     health_timeout_secs: u32,
     drain_secs: u32,
+    log_retention_days: u32,
+    log_retention_lines: u32,
+    access_log_sample: u32,
+    auto_image_node: String,
+    auto_image_python: String,
+    auto_image_go: String,
+    auto_image_rust: String,
+    auto_image_runtime: String,
+    auto_image_static: String,
 }
 
 /// The annotated example printed by `berth config print-default`; every value is the default.
@@ -133,6 +237,37 @@ listen = "127.0.0.1:7080"
 # The reverse proxy's listeners for apps' HTTP and HTTPS traffic.
 http_listen = "0.0.0.0:80"
 https_listen = "0.0.0.0:443"
+
+# Where HTTPS certificates come from: "acme" (an ACME CA such as Let's Encrypt; domains must point at this host),
+# "internal" (Berth's own CA, for LAN names like app.lan / app.home.arpa and IP addresses; download its root from
+# the API and trust it on your devices) or "off" (no HTTPS listener).
+tls = "acme"
+
+# How ACME proves a domain is ours: "http-01" (port 80 must be reachable from the internet) or "tls-alpn-01"
+# (port 443). Wildcard domains always use DNS-01 through dns_provider.
+acme_challenge = "http-01"
+
+# The ACME CA. Let's Encrypt's staging directory, for trying things out without rate limits:
+# https://acme-staging-v02.api.letsencrypt.org/directory
+acme_directory = "https://acme-v02.api.letsencrypt.org/directory"
+
+# A PEM root certificate trusted for the ACME directory's HTTPS instead of the system roots (a private CA).
+# acme_ca_root = "/etc/berth/acme-root.pem"
+
+# Contact address the CA may send expiry notices to. Optional.
+# acme_email = "ops@example.com"
+
+# DNS-01 challenges (required for wildcard certificates): "" (none), "hook" or "cloudflare".
+dns_provider = ""
+
+# The hook provider's command, run through sh as `<command> present|cleanup <fqdn> <value>`, where fqdn is
+# "_acme-challenge.<domain>." (trailing dot). Exit 0 once the TXT record is published / removed; killed after 60 s.
+# dns_hook_command = "/usr/local/bin/berth-dns"
+
+# The cloudflare provider's API token (Zone:DNS:Edit). Better set it as BERTH_CLOUDFLARE_API_TOKEN in the
+# environment (systemd EnvironmentFile with mode 0600) than in this file.
+# cloudflare_api_token = ""
+cloudflare_api_url = "https://api.cloudflare.com/client/v4"
 
 # Docker Engine address. Default: $DOCKER_HOST, else the local socket.
 # docker_host = "unix:///var/run/docker.sock"
@@ -177,15 +312,52 @@ git_timeout_secs = 120
 # Projects are reachable at <project>.<workspace>.<base_domain>.
 base_domain = "localhost"
 
+# Serve the dashboard and API through the proxy at this domain too, over HTTPS with its own certificate (point its
+# DNS here; it needs no verification step since the operator sets it). Default: only on `listen`.
+# console_domain = "berth.example.com"
+
+# This server's public IP addresses, comma-separated: a custom domain is verified when its A/AAAA records point at
+# one of them (or when Berth can fetch a token through its own HTTP listener at that domain).
+# Default: the host's own non-loopback interface addresses.
+# public_ip = "203.0.113.7,2001:db8::7"
+
+# The DNS server Berth asks when verifying domains ("ip" or "ip:port"). Default: the system's resolver.
+# dns_resolver = "1.1.1.1"
+
 # Longest a build may run, in seconds, and the memory it may use, in MiB.
 build_timeout_secs = 900
 build_memory_mb = 2048
+
+# How many builds may run at once. Builds are heavy; on a small server one at a time keeps running apps fast.
+# Deployments of the same project always run one after another; a newer one supersedes a queued one.
+concurrent_builds = 1
 
 # How long new replicas have to accept connections (and pass health_check_path) before a deploy fails.
 health_timeout_secs = 30
 
 # How long old replicas keep running after traffic switched to the new ones.
 drain_secs = 5
+
+# Runtime logs (what apps write to stdout/stderr) are kept this many days, and at most this many lines per
+# project; older lines are deleted every few minutes.
+log_retention_days = 7
+log_retention_lines = 100000
+
+# The proxy's access log keeps every 4xx/5xx answer and every request that is not GET/HEAD; of the other requests
+# it keeps one in access_log_sample (0: none, 1: all). Retention follows log_retention_days / log_retention_lines.
+access_log_sample = 0
+
+# Base images of the `auto` builder's generated Dockerfiles (used when a repository has no Dockerfile). Point them
+# at a mirror or at local images when the host cannot pull. Node needs node, npm and corepack; Python needs
+# `python` and `pip` on PATH with `pip install` allowed; Go and Rust build images need go/cargo and
+# /etc/ssl/certs/ca-certificates.crt; the runtime image runs compiled binaries and Procfile-only apps (sh and a C
+# library matching the build images); the static image needs sh and nginx reading /etc/nginx/conf.d/*.conf.
+auto_image_node = "node:20-slim"
+auto_image_python = "python:3.12-slim"
+auto_image_go = "golang:1.22"
+auto_image_rust = "rust:1-slim"
+auto_image_runtime = "debian:bookworm-slim"
+auto_image_static = "nginx:alpine"
 "#;
 
 impl Config {
@@ -225,6 +397,15 @@ impl Config {
             listen: any,
             http_listen: any,
             https_listen: any,
+            tls: TlsMode::Acme,
+            acme_challenge: crate::tls::Challenge::Http01,
+            acme_directory: LETS_ENCRYPT_DIRECTORY.into(),
+            acme_ca_root: None,
+            acme_email: None,
+            dns_provider: DnsProviderKind::None,
+            dns_hook_command: String::new(),
+            cloudflare_api_token: Secret::default(),
+            cloudflare_api_url: CLOUDFLARE_API_URL.into(),
             docker_host: default_docker_host(&BTreeMap::new()),
             public_url: "http://127.0.0.1:7080".into(),
             log_format: LogFormat::Human,
@@ -238,10 +419,23 @@ impl Config {
             allow_local_repos: false,
             git_timeout_secs: 120,
             base_domain: "localhost".into(),
+            console_domain: None,
+            public_ips: Vec::new(),
+            dns_resolver: None,
             build_timeout_secs: 900,
             build_memory_mb: 2048,
+            concurrent_builds: 1,
             health_timeout_secs: 30,
             drain_secs: 5,
+            log_retention_days: 7,
+            log_retention_lines: 100_000,
+            access_log_sample: 0,
+            auto_image_node: "node:20-slim".into(),
+            auto_image_python: "python:3.12-slim".into(),
+            auto_image_go: "golang:1.22".into(),
+            auto_image_rust: "rust:1-slim".into(),
+            auto_image_runtime: "debian:bookworm-slim".into(),
+            auto_image_static: "nginx:alpine".into(),
             data_dir,
         }
     }
@@ -268,6 +462,64 @@ impl Config {
         let listen = addr("listen", l.listen, "127.0.0.1:7080")?;
         let http_listen = addr("http_listen", l.http_listen, "0.0.0.0:80")?;
         let https_listen = addr("https_listen", l.https_listen, "0.0.0.0:443")?;
+
+        let tls = match l.tls.as_deref().unwrap_or("acme") {
+            "acme" => TlsMode::Acme,
+            "internal" => TlsMode::Internal,
+            "off" => TlsMode::Off,
+            other => return Err(invalid("tls", format!("'{other}' must be \"acme\", \"internal\" or \"off\""))),
+        };
+        let acme_challenge = match l.acme_challenge.as_deref().unwrap_or("http-01") {
+            "http-01" => crate::tls::Challenge::Http01,
+            "tls-alpn-01" => crate::tls::Challenge::TlsAlpn01,
+            other => {
+                return Err(invalid(
+                    "acme_challenge",
+                    format!("'{other}' must be \"http-01\" or \"tls-alpn-01\" (wildcards always use DNS-01)"),
+                ));
+            }
+        };
+        let url = |key: &'static str, v: Option<String>, default: &str| -> Result<String, ConfigError> {
+            let v = v.unwrap_or_else(|| default.to_owned());
+            if v.starts_with("https://") || v.starts_with("http://") {
+                Ok(v)
+            } else {
+                Err(invalid(key, format!("'{v}' must be a URL starting with https://")))
+            }
+        };
+        let acme_directory = url("acme_directory", l.acme_directory, LETS_ENCRYPT_DIRECTORY)?;
+        let cloudflare_api_url =
+            url("cloudflare_api_url", l.cloudflare_api_url, CLOUDFLARE_API_URL)?.trim_end_matches('/').to_owned();
+        if let Some(root) = &l.acme_ca_root
+            && !root.is_file()
+        {
+            return Err(invalid("acme_ca_root", format!("{} is not a readable file", root.display())));
+        }
+        let acme_email = l.acme_email.filter(|e| !e.is_empty());
+        if let Some(email) = &acme_email
+            && (!email.contains('@') || email.contains(char::is_whitespace))
+        {
+            return Err(invalid("acme_email", format!("'{email}' is not an email address")));
+        }
+        let dns_hook_command = l.dns_hook_command.unwrap_or_default();
+        let cloudflare_api_token = Secret(l.cloudflare_api_token.unwrap_or_default());
+        let dns_provider = match l.dns_provider.as_deref().unwrap_or("") {
+            "" | "none" => DnsProviderKind::None,
+            "hook" if dns_hook_command.trim().is_empty() => {
+                return Err(invalid("dns_provider", "\"hook\" needs dns_hook_command".into()));
+            }
+            "hook" => DnsProviderKind::Hook,
+            "cloudflare" if cloudflare_api_token.0.trim().is_empty() => {
+                return Err(invalid(
+                    "dns_provider",
+                    "\"cloudflare\" needs cloudflare_api_token (or BERTH_CLOUDFLARE_API_TOKEN)".into(),
+                ));
+            }
+            "cloudflare" => DnsProviderKind::Cloudflare,
+            other => {
+                return Err(invalid("dns_provider", format!("'{other}' must be \"\", \"hook\" or \"cloudflare\"")));
+            }
+        };
 
         let data_dir = l.data_dir.unwrap_or_else(default_data_dir);
         if data_dir.as_os_str().is_empty() {
@@ -323,6 +575,16 @@ impl Config {
                 && !p.ends_with('-')
                 && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
         };
+        let console_domain = match l.console_domain.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+            None => None,
+            Some(d) => {
+                let d = d.trim_end_matches('.').to_ascii_lowercase();
+                if d.len() > 253 || !d.contains('.') || !d.split('.').all(label_ok) {
+                    return Err(invalid("console_domain", format!("'{d}' is not a domain name like berth.example.com")));
+                }
+                Some(d)
+            }
+        };
         if base_domain.len() > 200 || !base_domain.split('.').all(label_ok) {
             return Err(invalid("base_domain", format!("'{base_domain}' is not a domain name like apps.example.com")));
         }
@@ -330,11 +592,26 @@ impl Config {
         if max_replicas > 1000 {
             return Err(invalid("max_replicas", "must be at most 1000".into()));
         }
+        let image = |key: &'static str, v: Option<String>, default: &str| -> Result<String, ConfigError> {
+            let v = v.unwrap_or_else(|| default.to_owned());
+            crate::domain::project::validate_image(&v).map_err(|_| {
+                invalid(key, format!("'{v}' is not an image reference like node:20-slim or registry.local/node:20"))
+            })
+        };
 
         Ok(Config {
             listen,
             http_listen,
             https_listen,
+            tls,
+            acme_challenge,
+            acme_directory,
+            acme_ca_root: l.acme_ca_root,
+            acme_email,
+            dns_provider,
+            dns_hook_command,
+            cloudflare_api_token,
+            cloudflare_api_url,
             docker_host,
             public_url,
             log_format,
@@ -348,10 +625,26 @@ impl Config {
             allow_local_repos: l.allow_local_repos.unwrap_or(false),
             git_timeout_secs: positive("git_timeout_secs", l.git_timeout_secs, 120)?,
             base_domain,
+            console_domain,
+            public_ips: parse_ips(l.public_ip.as_deref()).map_err(|m| invalid("public_ip", m))?,
+            dns_resolver: match l.dns_resolver.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+                None => None,
+                Some(s) => Some(parse_resolver(s).map_err(|m| invalid("dns_resolver", m))?),
+            },
             build_timeout_secs: positive("build_timeout_secs", l.build_timeout_secs, 900)?,
             build_memory_mb: positive("build_memory_mb", l.build_memory_mb, 2048)?,
+            concurrent_builds: positive("concurrent_builds", l.concurrent_builds, 1)?,
             health_timeout_secs: positive("health_timeout_secs", l.health_timeout_secs, 30)?,
             drain_secs: l.drain_secs.unwrap_or(5),
+            log_retention_days: positive("log_retention_days", l.log_retention_days, 7)?,
+            log_retention_lines: positive("log_retention_lines", l.log_retention_lines, 100_000)?,
+            access_log_sample: l.access_log_sample.unwrap_or(0),
+            auto_image_node: image("auto_image_node", l.auto_image_node, "node:20-slim")?,
+            auto_image_python: image("auto_image_python", l.auto_image_python, "python:3.12-slim")?,
+            auto_image_go: image("auto_image_go", l.auto_image_go, "golang:1.22")?,
+            auto_image_rust: image("auto_image_rust", l.auto_image_rust, "rust:1-slim")?,
+            auto_image_runtime: image("auto_image_runtime", l.auto_image_runtime, "debian:bookworm-slim")?,
+            auto_image_static: image("auto_image_static", l.auto_image_static, "nginx:alpine")?,
             data_dir,
         })
     }
@@ -379,6 +672,23 @@ fn env_layer(env: &BTreeMap<String, String>) -> Result<Layer, ConfigError> {
         merged.merge(one, "environment", &mut sources);
     }
     Ok(merged)
+}
+
+/// `public_ip`: comma-separated IPv4/IPv6 addresses.
+fn parse_ips(raw: Option<&str>) -> Result<Vec<std::net::IpAddr>, String> {
+    let Some(raw) = raw else { return Ok(Vec::new()) };
+    raw.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().map_err(|_| format!("'{s}' is not an IP address like 203.0.113.7 or 2001:db8::7")))
+        .collect()
+}
+
+/// `dns_resolver`: `ip` (port 53) or `ip:port` (`[v6]:port`).
+fn parse_resolver(s: &str) -> Result<SocketAddr, String> {
+    s.parse::<SocketAddr>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+        .map_err(|_| format!("'{s}' is not a DNS server address like 1.1.1.1 or 127.0.0.1:5353"))
 }
 
 fn default_data_dir() -> PathBuf {
@@ -430,6 +740,35 @@ mod tests {
     }
 
     #[test]
+    fn tls_keys_validate_and_the_token_is_never_printed() {
+        let c = Config::load(None, &BTreeMap::new(), Layer::default()).unwrap();
+        assert_eq!(c.tls, TlsMode::Acme);
+        assert_eq!(c.acme_directory, LETS_ENCRYPT_DIRECTORY);
+        assert_eq!(c.dns_provider, DnsProviderKind::None);
+        let vars = env(&[
+            ("BERTH_TLS", "internal"),
+            ("BERTH_DNS_PROVIDER", "cloudflare"),
+            ("BERTH_CLOUDFLARE_API_TOKEN", "cf-secret-token"),
+            ("BERTH_ACME_EMAIL", "ops@example.com"),
+        ]);
+        let flags = Layer { acme_directory: Some("https://acme.internal/dir".into()), ..Layer::default() };
+        let c = Config::load(None, &vars, flags).unwrap();
+        assert_eq!(c.tls, TlsMode::Internal);
+        assert_eq!(c.dns_provider, DnsProviderKind::Cloudflare);
+        assert_eq!(c.acme_directory, "https://acme.internal/dir");
+        assert_eq!(c.acme_email.as_deref(), Some("ops@example.com"));
+        assert!(!format!("{c:?}").contains("cf-secret-token"));
+
+        let e = Config::load(None, &env(&[("BERTH_DNS_PROVIDER", "hook")]), Layer::default()).unwrap_err();
+        assert!(e.to_string().contains("dns_hook_command"), "{e}");
+        let e = Config::load(None, &env(&[("BERTH_TLS", "maybe")]), Layer::default()).unwrap_err();
+        assert!(e.to_string().contains("tls (from environment)"), "{e}");
+        let flags = Layer { acme_ca_root: Some(PathBuf::from("/nonexistent/root.pem")), ..Layer::default() };
+        let e = Config::load(None, &BTreeMap::new(), flags).unwrap_err();
+        assert!(e.to_string().contains("acme_ca_root (from command line)"), "{e}");
+    }
+
+    #[test]
     fn layers_apply_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("berth.toml");
@@ -449,6 +788,22 @@ mod tests {
         let c = Config::load(Some(&file), &env(&[("DOCKER_HOST", "tcp://10.0.0.1:2375")]), Layer::default()).unwrap();
         assert_eq!(c.listen.port(), 1000);
         assert_eq!(c.docker_host, "tcp://10.0.0.1:2375");
+    }
+
+    #[test]
+    fn auto_builder_images_default_and_come_from_the_environment() {
+        let c =
+            Config::load(None, &env(&[("BERTH_AUTO_IMAGE_PYTHON", "registry.local/python:3.12")]), Layer::default())
+                .unwrap();
+        assert_eq!(c.auto_image_python, "registry.local/python:3.12");
+        assert_eq!((c.auto_image_node.as_str(), c.auto_image_static.as_str()), ("node:20-slim", "nginx:alpine"));
+        let defaults = Config::for_data_dir(PathBuf::from("/tmp/x"));
+        assert_eq!((defaults.auto_image_go, defaults.auto_image_rust), (c.auto_image_go, c.auto_image_rust));
+        assert_eq!(defaults.auto_image_runtime, c.auto_image_runtime);
+        for bad in ["", "Not An Image"] {
+            let e = Config::load(None, &env(&[("BERTH_AUTO_IMAGE_STATIC", bad)]), Layer::default()).unwrap_err();
+            assert!(e.to_string().contains("auto_image_static (from environment)"), "{e}");
+        }
     }
 
     #[test]

@@ -11,4 +11,5 @@ pub mod proxy;
 pub mod services;
 pub mod store;
 pub mod tasks;
+pub mod tls;
 pub mod web;

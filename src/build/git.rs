@@ -92,6 +92,9 @@ pub enum GitError {
          a git server"
     )]
     Timeout { seconds: u64 },
+    /// The branch has no such commit (or the SHA is ambiguous).
+    #[error("commit '{commit}' is not on branch '{branch}' — check the SHA, or deploy a branch that contains it")]
+    CommitMissing { commit: String, branch: String },
     /// Anything else; `detail` is git's own message, trimmed to about 500 characters.
     #[error("git failed: {detail}")]
     Failed { detail: String },
@@ -192,6 +195,54 @@ pub async fn fetch_shallow(
     run::local(&["clean", "-ffdxq"], Place::Repo(dest), &deadline).await?;
     let head = run::local(&["rev-parse", "--verify", "HEAD^{commit}"], Place::Repo(dest), &deadline).await?;
     Ok(FetchedCommit { sha: head.stdout.trim().to_owned(), branch })
+}
+
+/// Like [`fetch_shallow`], but checks out `commit` (7–40 hex digits) of the branch rather than its tip. The tip is
+/// fetched first (depth 1); when it is not the commit asked for, the branch's whole history is fetched into the
+/// cached repository and the commit must be one of its ancestors.
+pub async fn fetch_commit(
+    url: &RepoUrl,
+    branch: Option<&str>,
+    commit: &str,
+    auth: &GitAuth,
+    opts: &GitOptions,
+    dest: &Path,
+) -> Result<FetchedCommit, GitError> {
+    let tip = fetch_shallow(url, branch, auth, opts, dest).await?;
+    if tip.sha.starts_with(commit) {
+        return Ok(tip);
+    }
+    let deadline = Deadline::after(opts.timeout);
+    let access = RemoteAccess::new(url, auth, opts)?;
+    let refspec = format!("refs/heads/{}", tip.branch);
+    let shallow = dest.join(".git").join("shallow").exists();
+    let mut args = vec!["-c", "gc.autoDetach=false", "fetch", "--quiet", "--no-tags", "--no-recurse-submodules"];
+    if shallow {
+        args.push("--unshallow");
+    }
+    args.extend(["--", url.url.as_str(), refspec.as_str()]);
+    let out = run::git(&args, Place::Repo(dest), Some(&access), &deadline).await?;
+    if !out.success {
+        return Err(access.classify(url, &out.stderr));
+    }
+    drop(access);
+    let missing = || GitError::CommitMissing { commit: commit.to_owned(), branch: tip.branch.clone() };
+    let wanted = format!("{commit}^{{commit}}");
+    let sha = run::local(&["rev-parse", "--verify", "--quiet", &wanted], Place::Repo(dest), &deadline)
+        .await
+        .map_err(|_| missing())?
+        .stdout
+        .trim()
+        .to_owned();
+    let on_branch = run::git(&["merge-base", "--is-ancestor", &sha, "FETCH_HEAD"], Place::Repo(dest), None, &deadline)
+        .await?
+        .success;
+    if !on_branch {
+        return Err(missing());
+    }
+    run::local(&["checkout", "--quiet", "--force", "--detach", &sha], Place::Repo(dest), &deadline).await?;
+    run::local(&["clean", "-ffdxq"], Place::Repo(dest), &deadline).await?;
+    Ok(FetchedCommit { sha, branch: tip.branch })
 }
 
 /// The branch to build when none was chosen: the remote's `HEAD`, else `main`, `master` or the only branch.

@@ -258,7 +258,7 @@ impl DockerClient {
 }
 
 /// Splits the engine's `2024-01-01T00:00:00.000000000Z text` into time and text.
-fn split_timestamp(stream: LogStream, raw: &str) -> LogLine {
+pub(super) fn split_timestamp(stream: LogStream, raw: &str) -> LogLine {
     match raw.split_once(' ') {
         Some((time, text)) if looks_like_timestamp(time) => {
             LogLine { stream, text: text.to_owned(), time: Some(time.to_owned()) }

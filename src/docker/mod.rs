@@ -8,13 +8,16 @@ mod container;
 mod context;
 mod ignore;
 mod labels;
+mod logs;
 mod resources;
+mod stats;
 #[cfg(test)]
 mod tests;
 
 pub use build::ImageBuild;
 pub use container::{ContainerSpec, ContainerState, LogLine, LogStream};
 pub use ignore::IgnoreRules;
+pub use stats::ResourceUse;
 pub use labels::{
     LABEL_DEPLOYMENT, LABEL_ENVIRONMENT, LABEL_MANAGED, LABEL_PROJECT, LABEL_RUN, LABEL_WORKSPACE, Labels,
     managed_labels,

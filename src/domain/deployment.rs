@@ -170,6 +170,10 @@ pub struct Deployment {
     pub release_id: Option<String>,
     pub retry_of: Option<String>,
     pub no_cache: bool,
+    /// The commit asked for (`POST …/deployments {commit}`); `commit` is what was built.
+    pub requested_commit: Option<String>,
+    /// Whether this deployment recreates the project's volumes (`reset`, confirmed by the project slug).
+    pub reset: bool,
     pub note: Option<String>,
     /// Why it failed, in words that say what to do.
     pub error: Option<String>,

@@ -26,6 +26,8 @@ pub struct Variable {
     pub key: String,
     pub value: String,
     pub is_secret: bool,
+    /// A secret that builds receive too, as a build argument. Plain variables always do; other secrets never.
+    pub build_secret: bool,
     /// Whether `value` is the mask rather than the value.
     pub masked: bool,
     pub scope: Scope,

@@ -1,9 +1,11 @@
 //! Pure types and rules: identifiers, slugs, roles and input validation. No I/O, no async.
 
+pub mod custom_domain;
 pub mod deployment;
 pub mod env;
 pub mod project;
 mod role;
+pub mod runtime_logs;
 mod slug;
 mod types;
 mod validate;

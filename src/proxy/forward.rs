@@ -30,7 +30,21 @@ impl Proxy {
     /// response carries the request's `X-Request-Id`.
     pub(crate) async fn handle(&self, req: Request<Incoming>, conn: &ConnInfo) -> Response<ProxyBody> {
         self.stats.request();
+        if let Some(answer) = self.answer_http01(&req) {
+            return answer;
+        }
         let request_id = headers::request_id(req.headers());
+        let started = std::time::Instant::now();
+        let logged = self.access.get().map(|log| {
+            let host = req
+                .uri()
+                .authority()
+                .map(|a| a.as_str().to_owned())
+                .or_else(|| req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_owned))
+                .map(|h| normalize_host(&h))
+                .unwrap_or_default();
+            (log, req.method().clone(), host, req.uri().path().chars().take(1024).collect::<String>())
+        });
         let mut response = match self.forward(req, conn, &request_id).await {
             Ok(response) => response,
             Err(error) => {
@@ -44,7 +58,42 @@ impl Proxy {
                 error_response(&error, &request_id)
             }
         };
+        if let Some((log, method, host, path)) = logged
+            && log.wants(&method, response.status().as_u16())
+        {
+            log.record(super::AccessEntry {
+                at: std::time::SystemTime::now(),
+                tag: self.routes.load().get(&host).and_then(|b| b.tag().cloned()),
+                host,
+                method: method.to_string(),
+                path,
+                status: response.status().as_u16(),
+                duration_ms: u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX),
+                client: conn.peer.ip(),
+                request_id: request_id.to_str().unwrap_or_default().to_owned(),
+                https: conn.proto == ForwardedProto::Https,
+            });
+        }
         response.headers_mut().insert(X_REQUEST_ID, request_id);
+        response
+    }
+
+    /// `308 Permanent Redirect` to the same URL over HTTPS (the method and body are kept by the client).
+    fn redirect_to_https(&self, host: &str, uri: &hyper::Uri) -> Response<ProxyBody> {
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        let location = match self.https_port() {
+            443 => format!("https://{host}{path}"),
+            port => format!("https://{host}:{port}{path}"),
+        };
+        let body = http_body_util::Full::new(bytes::Bytes::from(format!("Moved to {location}\n")))
+            .map_err(|never| match never {})
+            .boxed_unsync();
+        let mut response = Response::new(body);
+        *response.status_mut() = hyper::StatusCode::PERMANENT_REDIRECT;
+        if let Ok(v) = HeaderValue::from_str(&location) {
+            response.headers_mut().insert(header::LOCATION, v);
+        }
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
         response
     }
 
@@ -69,18 +118,35 @@ impl Proxy {
         if host.is_empty() {
             return Err(ProxyError::BadRequest { reason: "does not name a host" });
         }
+        if let Some(token) = super::wellknown::verification_answer(&self.verification.load(), &host, req.uri().path()) {
+            let body =
+                http_body_util::Full::new(bytes::Bytes::from(token)).map_err(|never| match never {}).boxed_unsync();
+            let mut response = Response::new(body);
+            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            return Ok(response);
+        }
         // One load of the snapshot: the request is routed entirely by either the old or the new table.
-        let backend =
-            self.routes.load().get(&host).cloned().ok_or_else(|| ProxyError::UnknownHost { host: host.clone() })?;
+        let table = self.routes.load();
+        if conn.proto == ForwardedProto::Http
+            && table.is_https_only(&host)
+            && !req.uri().path().starts_with("/.well-known/acme-challenge/")
+        {
+            return Ok(self.redirect_to_https(&host, req.uri()));
+        }
+        let backend = table.get(&host).cloned().ok_or_else(|| ProxyError::UnknownHost { host: host.clone() })?;
         if backend.upstreams().is_empty() {
             return Err(ProxyError::NoReplicas { host });
         }
 
-        let upgrade = headers::is_upgrade(req.headers());
+        // HTTP/2 has no `Upgrade` mechanism (RFC 9113 §8.6); only an HTTP/1.1 client can switch protocols.
+        let upgrade = req.version() < Version::HTTP_2 && headers::is_upgrade(req.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let (parts, body) = req.into_parts();
         let mut outgoing = parts.headers;
         headers::strip_hop_by_hop(&mut outgoing, upgrade);
+        if parts.version >= Version::HTTP_2 {
+            headers::join_cookies(&mut outgoing);
+        }
         headers::set_forwarded(&mut outgoing, conn.peer.ip(), conn.proto, &original_host);
         outgoing.insert(header::HOST, original_host);
         outgoing.insert(X_REQUEST_ID, request_id.clone());
@@ -97,6 +163,8 @@ impl Proxy {
             let upstream_upgrade = hyper::upgrade::on(&mut response);
             tokio::spawn(splice(client_upgrade, upstream_upgrade, conn.tunnels.clone()));
         }
+        // Also what HTTP/2 requires of a response relayed from HTTP/1.1: no connection-specific header field
+        // (`Connection`, `Keep-Alive`, `Transfer-Encoding`, `Upgrade`…, RFC 9113 §8.2.2).
         headers::strip_hop_by_hop(response.headers_mut(), switching);
         Ok(response.map(|body| body.boxed_unsync()))
     }

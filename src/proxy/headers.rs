@@ -73,6 +73,22 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
+/// Joins the `Cookie` fields of a request into one, separated by `; `. An HTTP/2 client may split cookies into
+/// several fields for better compression, and they must be concatenated before the request goes to an HTTP/1.1
+/// server (RFC 9113 §8.2.3), which expects a single `Cookie` header (RFC 6265 §5.4).
+pub fn join_cookies(headers: &mut HeaderMap) {
+    let mut values = headers.get_all(header::COOKIE).iter();
+    let (Some(first), Some(_)) = (values.next(), values.next()) else { return };
+    let mut joined = first.as_bytes().to_vec();
+    for value in headers.get_all(header::COOKIE).iter().skip(1) {
+        joined.extend_from_slice(b"; ");
+        joined.extend_from_slice(value.as_bytes());
+    }
+    if let Ok(value) = HeaderValue::from_bytes(&joined) {
+        headers.insert(header::COOKIE, value);
+    }
+}
+
 /// The lowercase options listed in every `Connection` header (a comma-separated list, RFC 9110 §7.6.1).
 fn connection_tokens(headers: &HeaderMap) -> Vec<String> {
     headers

@@ -4,15 +4,21 @@
 //! an immutable snapshot. Requests stream through in both directions; upstream failures become 502/503/504 pages in
 //! [`error::error_response`]. The serve path is generic over the connection ([`Proxy::serve_with`]), so the TLS
 //! listener reuses it with a handshake and `X-Forwarded-Proto: https`.
+//!
+//! Clients speak HTTP/1.1 (with upgrades such as WebSocket) or HTTP/2 — over TLS when ALPN picked `h2`, or in
+//! cleartext with prior knowledge — whatever the connection starts with; replicas are always spoken to in HTTP/1.1.
 
+mod access;
 mod body;
 mod error;
 mod forward;
 mod headers;
+mod idle;
 mod routes;
 mod stats;
 #[cfg(test)]
 mod tests;
+mod wellknown;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -25,24 +31,29 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
 use hyper::{Request, Response};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+pub use access::AccessEntry;
 pub use error::{ProxyError, error_response};
 pub use headers::{ForwardedProto, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID};
+pub use idle::ConnBody;
 pub use routes::{Backend, RouteTable, normalize_host};
 pub use stats::ProxyStats;
 
 use body::UpstreamBody;
 use forward::ConnInfo;
+use idle::Activity;
 use stats::Counters;
+
+use crate::tls::Http01Tokens;
 
 /// The body of every response the proxy sends: the upstream's streamed body or an error page.
 pub type ProxyBody = UnsyncBoxBody<Bytes, hyper::Error>;
@@ -79,9 +90,18 @@ impl Default for ProxyConfig {
 pub struct Proxy {
     config: ProxyConfig,
     routes: ArcSwap<RouteTable>,
+    /// The port HTTPS is served on, for redirects (443 unless the listener is elsewhere).
+    https_port: std::sync::atomic::AtomicU16,
+    /// Where access-log entries go, once set.
+    access: std::sync::OnceLock<access::AccessLog>,
+    /// Domain verification tokens answered at `/.well-known/berth-verification/<token>`.
+    verification: ArcSwap<wellknown::VerificationTokens>,
     client: Client<HttpConnector, UpstreamBody>,
-    server: http1::Builder,
+    /// Serves HTTP/1.1 or HTTP/2, by what the client's first bytes are (the HTTP/2 preface or not).
+    server: auto::Builder<TokioExecutor>,
     stats: Counters,
+    /// HTTP-01 answers, served on every listener before routing.
+    http01: Http01Tokens,
 }
 
 impl Proxy {
@@ -98,14 +118,20 @@ impl Proxy {
             // The proxy sets `Host` itself: the client's `Host`, never the replica's address.
             .set_host(false)
             .build(connector);
-        let mut server = http1::Builder::new();
-        server.timer(TokioTimer::new()).header_read_timeout(config.idle_timeout).keep_alive(true);
+        let mut server = auto::Builder::new(TokioExecutor::new());
+        server.http1().timer(TokioTimer::new()).header_read_timeout(config.idle_timeout).keep_alive(true);
+        // HTTP/2 keeps hyper's limits (200 concurrent streams, rapid-reset protection); the timer is for its pings.
+        server.http2().timer(TokioTimer::new());
         Arc::new(Proxy {
             config,
             routes: ArcSwap::from_pointee(RouteTable::new()),
+            verification: ArcSwap::from_pointee(wellknown::VerificationTokens::new()),
+            access: std::sync::OnceLock::new(),
+            https_port: std::sync::atomic::AtomicU16::new(443),
             client,
             server,
             stats: Counters::default(),
+            http01: Http01Tokens::new(),
         })
     }
 
@@ -113,6 +139,31 @@ impl Proxy {
     /// already forwarded finish on the upstream they started on.
     pub fn publish(&self, table: RouteTable) {
         self.routes.store(Arc::new(table));
+    }
+
+    /// Sends access-log entries to `tx` from now on: 4xx/5xx and non-GET/HEAD requests always, and one in
+    /// `sample_every` of the others (0: none). Only the first call takes effect.
+    pub fn set_access_log(&self, tx: tokio::sync::mpsc::Sender<AccessEntry>, sample_every: u64) {
+        let _ = self.access.set(access::AccessLog::new(tx, sample_every));
+    }
+
+    /// Access-log entries dropped because their writer could not keep up.
+    pub fn access_log_dropped(&self) -> u64 {
+        self.access.get().map_or(0, access::AccessLog::dropped)
+    }
+
+    /// Replaces the domain verification tokens (domain → token) the proxy answers.
+    pub fn set_verification_tokens(&self, tokens: std::collections::HashMap<String, String>) {
+        self.verification.store(Arc::new(tokens));
+    }
+
+    /// The port of the HTTPS listener, used in redirects from HTTP.
+    pub fn set_https_port(&self, port: u16) {
+        self.https_port.store(port, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(crate) fn https_port(&self) -> u16 {
+        self.https_port.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The current route table snapshot.
@@ -125,13 +176,35 @@ impl Proxy {
         self.stats.snapshot()
     }
 
+    /// The HTTP-01 tokens this proxy answers at `/.well-known/acme-challenge/<token>` for any host, before routing;
+    /// the certificate manager inserts them (clones share the map).
+    pub fn http01_tokens(&self) -> &Http01Tokens {
+        &self.http01
+    }
+
+    /// The answer to an ACME HTTP-01 validation request (RFC 8555 §8.3), when `req` is one for a token being
+    /// validated. Other requests under the challenge path are routed to the app like any other.
+    fn answer_http01<B>(&self, req: &Request<B>) -> Option<Response<ProxyBody>> {
+        if req.method() != hyper::Method::GET && req.method() != hyper::Method::HEAD {
+            return None;
+        }
+        let key_authorization = self.http01.answer(req.uri().path())?;
+        use http_body_util::BodyExt;
+        let body = http_body_util::Full::new(Bytes::from(key_authorization)).map_err(|never| match never {});
+        let mut response = Response::new(body.boxed_unsync());
+        response
+            .headers_mut()
+            .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/octet-stream"));
+        Some(response)
+    }
+
     /// The configuration the proxy was built with.
     pub fn config(&self) -> &ProxyConfig {
         &self.config
     }
 
-    /// Serves plain HTTP/1.1 (with upgrades) on `listener` until `shutdown` fires, then stops accepting and waits up
-    /// to `drain` for in-flight requests. See [`Proxy::serve_with`].
+    /// Serves plain HTTP/1.1 (with upgrades) and HTTP/2 with prior knowledge (h2c) on `listener` until `shutdown`
+    /// fires, then stops accepting and waits up to `drain` for in-flight requests. See [`Proxy::serve_with`].
     pub async fn serve(
         self: Arc<Self>,
         listener: TcpListener,
@@ -141,8 +214,13 @@ impl Proxy {
         self.serve_with(listener, shutdown, drain, ForwardedProto::Http, |stream| async move { Ok(stream) }).await
     }
 
-    /// Serves HTTP/1.1 (with upgrades) on `listener`, running `handshake` on each accepted connection first (the TLS
-    /// listener passes its acceptor; `proto` says what clients used, for `X-Forwarded-Proto`).
+    /// Serves HTTP/1.1 (with upgrades) and HTTP/2 on `listener`, running `handshake` on each accepted connection
+    /// first (the TLS listener passes its acceptor; `proto` says what clients used, for `X-Forwarded-Proto`). The
+    /// protocol is chosen per connection by its first bytes: the HTTP/2 connection preface (RFC 9113 §3.4), which a
+    /// client sends after negotiating `h2` by ALPN or with prior knowledge, or else HTTP/1.1.
+    ///
+    /// A connection with no request in flight for the idle timeout is closed gracefully (for HTTP/1.1 the header
+    /// read timeout does the same between requests; HTTP/2 has no such timer of its own).
     ///
     /// Accept errors (such as running out of file descriptors) are logged and retried after a short pause rather than
     /// returned, so a burst of connections cannot take the edge down. When `shutdown` fires the listener is dropped
@@ -180,10 +258,13 @@ impl Proxy {
             };
             let _ = stream.set_nodelay(true);
             let handshaking = handshake(stream);
+            let activity = Activity::new();
             let service = ProxyService {
                 proxy: self.clone(),
                 conn: Arc::new(ConnInfo { peer, proto, tunnels: tunnels.clone() }),
+                activity: activity.clone(),
             };
+            let idle = self.config.idle_timeout;
             let server = self.server.clone();
             let stop = stop_connections.clone();
             let guard = in_flight.clone();
@@ -196,13 +277,25 @@ impl Proxy {
                         return;
                     }
                 };
-                let mut connection = pin!(server.serve_connection(TokioIo::new(io), service).with_upgrades());
-                let result = tokio::select! {
-                    result = connection.as_mut() => result,
-                    () = stop.cancelled() => {
-                        // Finish the request in flight, if any, then close instead of keeping the connection alive.
-                        connection.as_mut().graceful_shutdown();
-                        connection.await
+                let mut connection = pin!(server.serve_connection_with_upgrades(TokioIo::new(io), service));
+                let mut closing = false;
+                let result = loop {
+                    // Only re-armed when it fires or shutdown begins, never per request.
+                    let idle_check = activity.idle_deadline(idle);
+                    tokio::select! {
+                        result = connection.as_mut() => break result,
+                        () = stop.cancelled(), if !closing => {
+                            // Finish the requests in flight, if any, then close instead of keeping the connection
+                            // alive (HTTP/2: GOAWAY, RFC 9113 §6.8).
+                            connection.as_mut().graceful_shutdown();
+                            closing = true;
+                        }
+                        () = sleep_until_or_now(idle_check), if !closing => {
+                            if activity.idle_deadline(idle).is_none() {
+                                connection.as_mut().graceful_shutdown();
+                                closing = true;
+                            }
+                        }
                     }
                 };
                 if let Err(error) = result {
@@ -227,16 +320,29 @@ impl Proxy {
 pub struct ProxyService {
     proxy: Arc<Proxy>,
     conn: Arc<ConnInfo>,
+    activity: Arc<Activity>,
 }
 
 impl hyper::service::Service<Request<Incoming>> for ProxyService {
-    type Response = Response<ProxyBody>;
+    type Response = Response<ConnBody>;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, Infallible>> + Send>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<ConnBody>, Infallible>> + Send>>;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         let proxy = self.proxy.clone();
         let conn = self.conn.clone();
-        Box::pin(async move { Ok(proxy.handle(req, &conn).await) })
+        // In flight until the response body is done (or the request is dropped half way).
+        let in_flight = self.activity.begin();
+        Box::pin(async move {
+            let response = proxy.handle(req, &conn).await;
+            Ok(response.map(|body| ConnBody::new(body, in_flight)))
+        })
+    }
+}
+
+/// Sleeps until `deadline`; `None` (already past) is ready at once.
+async fn sleep_until_or_now(deadline: Option<tokio::time::Instant>) {
+    if let Some(deadline) = deadline {
+        tokio::time::sleep_until(deadline).await;
     }
 }

@@ -19,6 +19,8 @@ pub struct Backend {
     /// Per replica, the end of its ejection in milliseconds since `epoch` (0: not ejected).
     ejected_until: Vec<AtomicU64>,
     epoch: Instant,
+    /// What the owner calls this backend (Berth: the deployment id); carried into access-log entries.
+    tag: Option<Arc<str>>,
 }
 
 impl Backend {
@@ -26,7 +28,18 @@ impl Backend {
     /// is what an app scaled to zero (or with every replica crashed) should show.
     pub fn new(upstreams: Vec<SocketAddr>) -> Backend {
         let ejected_until = upstreams.iter().map(|_| AtomicU64::new(0)).collect();
-        Backend { upstreams, next: AtomicUsize::new(0), ejected_until, epoch: Instant::now() }
+        Backend { upstreams, next: AtomicUsize::new(0), ejected_until, epoch: Instant::now(), tag: None }
+    }
+
+    /// The same backend, tagged (the tag is carried into access-log entries).
+    pub fn with_tag(mut self, tag: &str) -> Backend {
+        self.tag = Some(Arc::from(tag));
+        self
+    }
+
+    /// The tag given with [`Backend::with_tag`].
+    pub fn tag(&self) -> Option<&Arc<str>> {
+        self.tag.as_ref()
     }
 
     /// The replicas in the order given to [`Backend::new`].
@@ -86,15 +99,28 @@ impl Backend {
 ///
 /// Hosts are normalised on insert and on lookup with [`normalize_host`], so `App.Example.com.:8080` and
 /// `app.example.com` name the same route.
+/// A `*.example.com` entry routes every name one label below `example.com` that has no exact entry.
 #[derive(Debug, Default, Clone)]
 pub struct RouteTable {
     routes: HashMap<String, Arc<Backend>>,
+    /// Hosts whose plain-HTTP requests are redirected to HTTPS (308): a certificate is active for them.
+    https_only: std::collections::HashSet<String>,
 }
 
 impl RouteTable {
     /// An empty table: every host gets the 404 page.
     pub fn new() -> Self {
-        RouteTable { routes: HashMap::new() }
+        RouteTable::default()
+    }
+
+    /// Marks `host` (normalised) as served over HTTPS only: plain HTTP answers 308 to the `https://` URL.
+    pub fn set_https_only(&mut self, host: &str) {
+        self.https_only.insert(normalize_host(host));
+    }
+
+    /// Whether plain-HTTP requests for `host` (already normalised) are redirected to HTTPS.
+    pub fn is_https_only(&self, host: &str) -> bool {
+        !self.https_only.is_empty() && self.https_only.contains(host)
     }
 
     /// Routes `host` (normalised) to `backend`, replacing any previous route for it.
@@ -102,9 +128,14 @@ impl RouteTable {
         self.routes.insert(normalize_host(host), backend);
     }
 
-    /// The backend for `host` (normalised first), if any.
+    /// The backend for `host` (normalised first), if any: the exact entry, else the wildcard of its parent. Two
+    /// hash lookups at most, whatever the table's size.
     pub fn get(&self, host: &str) -> Option<&Arc<Backend>> {
-        self.routes.get(&normalize_host(host))
+        let host = normalize_host(host);
+        self.routes.get(&host).or_else(|| {
+            let (_, parent) = host.split_once('.')?;
+            self.routes.get(&format!("*.{parent}"))
+        })
     }
 
     /// How many hosts are routed.

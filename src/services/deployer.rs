@@ -70,51 +70,66 @@ fn volume_name(p: &Project, name: &str) -> String {
     format!("berth-{}-{name}", p.id)
 }
 
+/// A deployment the worker is working on.
+pub(crate) struct RunningJob {
+    cancel: CancellationToken,
+    project_id: String,
+}
+
 impl Services {
     /// Stops the build or rollout of a deployment that is being worked on (after `cancel` marked it).
     pub(crate) fn cancel_running_job(&self, id: &str) {
         if let Ok(jobs) = self.jobs.lock()
-            && let Some(token) = jobs.get(id)
+            && let Some(job) = jobs.get(id)
         {
-            token.cancel();
+            job.cancel.cancel();
         }
     }
 
-    /// The worker loop: runs queued deployments one at a time until `shutdown`.
+    /// Claims a queued deployment for the worker unless its project already has one in the works (deployments of a
+    /// project run in order). Returns its cancellation token.
+    fn claim(&self, d: &Deployment, shutdown: &CancellationToken) -> Option<CancellationToken> {
+        let mut jobs = self.jobs.lock().ok()?;
+        if jobs.contains_key(&d.id) || jobs.values().any(|j| j.project_id == d.project_id) {
+            return None;
+        }
+        let cancel = shutdown.child_token();
+        jobs.insert(d.id.clone(), RunningJob { cancel: cancel.clone(), project_id: d.project_id.clone() });
+        Some(cancel)
+    }
+
+    /// The worker loop until `shutdown`: starts every queued deployment whose project is idle. Builds wait for one
+    /// of `concurrent_builds` slots; rollouts, restarts and rollbacks do not.
     pub async fn deploy_worker(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut running = tokio::task::JoinSet::new();
         loop {
-            let next = self.store.read(store::deployments::in_progress).await;
-            let queued = match next {
-                Ok(list) => list.into_iter().find(|d| d.status == DeploymentStatus::Queued),
-                Err(e) => {
-                    tracing::warn!(error = %e, "while reading the deploy queue");
-                    None
-                }
-            };
-            match queued {
-                Some(d) => {
-                    let token = shutdown.child_token();
-                    if let Ok(mut jobs) = self.jobs.lock() {
-                        jobs.insert(d.id.clone(), token.clone());
-                    }
-                    let id = d.id.clone();
-                    self.run_deployment(d, token).await;
-                    if let Ok(mut jobs) = self.jobs.lock() {
-                        jobs.remove(&id);
+            while running.try_join_next().is_some() {}
+            match self.store.read(store::deployments::in_progress).await {
+                Ok(list) => {
+                    for d in list.into_iter().filter(|d| d.status == DeploymentStatus::Queued) {
+                        let Some(cancel) = self.claim(&d, &shutdown) else { continue };
+                        let me = self.clone();
+                        running.spawn(async move {
+                            let id = d.id.clone();
+                            me.run_deployment(d, cancel).await;
+                            if let Ok(mut jobs) = me.jobs.lock() {
+                                jobs.remove(&id);
+                            }
+                            // The project may have another deployment waiting.
+                            me.deploy_wake.notify_one();
+                        });
                     }
                 }
-                None => {
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return,
-                        _ = self.deploy_wake.notified() => {}
-                        _ = tokio::time::sleep(Duration::from_secs(30)) => {}
-                    }
-                }
+                Err(e) => tracing::warn!(error = %e, "while reading the deploy queue"),
             }
-            if shutdown.is_cancelled() {
-                return;
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = self.deploy_wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(30)) => {}
             }
         }
+        // Shutting down: the jobs' tokens are children of `shutdown`; let them wind down.
+        while running.join_next().await.is_some() {}
     }
 
     async fn load_job(&self, d: Deployment) -> Result<Job, ServiceError> {
@@ -153,9 +168,7 @@ impl Services {
     fn redact(&self, id: &str, line: String) -> String {
         match self.secret_values.lock() {
             Ok(map) => match map.get(id) {
-                Some(values) => {
-                    values.iter().filter(|v| v.len() >= 4).fold(line, |l, v| l.replace(v.as_str(), "********"))
-                }
+                Some(values) => crate::domain::runtime_logs::mask_secrets(values, line),
                 None => line,
             },
             Err(_) => line,
@@ -211,10 +224,21 @@ impl Services {
                 return Err(Stop::Failed("the project uses the image builder but has no image".into()));
             }
             (None, _) => {
+                let slot = match self.build_slots.try_acquire() {
+                    Ok(permit) => permit,
+                    Err(_) => {
+                        self.log(&d.id, "build", vec!["waiting for a build slot (concurrent_builds)".into()]).await;
+                        tokio::select! {
+                            permit = self.build_slots.acquire() => permit.map_err(|_| Stop::Cancelled)?,
+                            _ = cancel.cancelled() => return Err(Stop::Cancelled),
+                        }
+                    }
+                };
                 if !self.transition(&d.id, DeploymentStatus::Building, "fetching the commit", None).await {
                     return Err(Stop::Cancelled);
                 }
                 let image = self.build(job, cancel).await?;
+                drop(slot);
                 if !self.transition(&d.id, DeploymentStatus::Deploying, "starting replicas", None).await {
                     return Err(Stop::Cancelled);
                 }
@@ -227,6 +251,9 @@ impl Services {
             .write(move |tx| store::deployments::set_outputs(tx, &id, Some(&image2), None, None))
             .await
             .map_err(Stop::from)?;
+        if d.reset {
+            self.reset_volumes(job).await?;
+        }
         self.roll_out(job, &image, env, cancel).await
     }
 
@@ -251,7 +278,12 @@ impl Services {
         let opts = self.git_options();
         let fetch_started = Instant::now();
         let fetched = tokio::select! {
-            r = gitops::fetch_shallow(&url, d.branch.as_deref(), &auth, &opts, &dest) => r.map_err(|e| Stop::Failed(git_error(e).to_string()))?,
+            r = async {
+                match &d.requested_commit {
+                    Some(c) => gitops::fetch_commit(&url, d.branch.as_deref(), c, &auth, &opts, &dest).await,
+                    None => gitops::fetch_shallow(&url, d.branch.as_deref(), &auth, &opts, &dest).await,
+                }
+            } => r.map_err(|e| Stop::Failed(git_error(e).to_string()))?,
             _ = cancel.cancelled() => return Err(Stop::Cancelled),
         };
         let fetch_ms = fetch_started.elapsed().as_millis();
@@ -262,16 +294,34 @@ impl Services {
             .await
             .map_err(Stop::from)?;
 
+        let build_args = self.build_args(d, p).await?;
         let context = if p.build.root_directory.is_empty() { dest.clone() } else { dest.join(&p.build.root_directory) };
         // Identified by repository rather than labels (a label costs the classic builder an extra step).
         let tag = format!("berth/{}/{}:dep-{}", job.workspace.id, p.id, d.number);
         let labels = BTreeMap::new();
+        let mut dockerfile = p.build.dockerfile_path.clone().unwrap_or_else(|| "Dockerfile".into());
+        let mut dockerfile_contents = None;
+        if p.build.builder == Builder::Auto {
+            // The repository's Dockerfile wins; without one, detection picks a generated Dockerfile.
+            use crate::build::dockerfile::{self as auto, AutoPlan};
+            let (dir, build, port) = (context.clone(), p.build.clone(), p.port);
+            let images = auto::BaseImages::from_config(&self.config);
+            let plan = tokio::task::spawn_blocking(move || auto::plan(&dir, &build, port, &images))
+                .await
+                .map_err(|e| Stop::Failed(format!("detection stopped: {e}")))?
+                .map_err(|e| Stop::Failed(e.to_string()))?;
+            self.log(&d.id, "build", plan.log_lines(p.port)).await;
+            match plan {
+                AutoPlan::Repository { dockerfile: path } => dockerfile = path,
+                AutoPlan::Generated { dockerfile: text, .. } => dockerfile_contents = Some(text),
+            }
+        }
         let req = ImageBuild {
             context_dir: context,
-            dockerfile: p.build.dockerfile_path.clone().unwrap_or_else(|| "Dockerfile".into()),
-            dockerfile_contents: None,
+            dockerfile,
+            dockerfile_contents,
             tag: tag.clone(),
-            build_args: Vec::new(),
+            build_args,
             labels,
             no_cache: d.no_cache,
             memory_bytes: Some(i64::from(self.config.build_memory_mb) * 1024 * 1024),
@@ -303,6 +353,36 @@ impl Services {
         self.log(&d.id, "build", vec![format!("image {tag} built in {} ms", build_started.elapsed().as_millis())])
             .await;
         Ok(tag)
+    }
+
+    /// `reset`: the project's replicas (every environment: they share the volumes) are stopped and its volumes
+    /// deleted, so the rollout that follows starts with empty ones. Asked for explicitly and confirmed by slug.
+    async fn reset_volumes(&self, job: &Job) -> Result<(), Stop> {
+        let (d, p) = (&job.deployment, &job.project);
+        let (pid, reference) = (p.id.clone(), d.reference.clone());
+        self.store
+            .write(move |tx| {
+                for r in store::deployments::running_in_project(tx, &pid)? {
+                    let why = format!("stopped for the volume reset of {reference}");
+                    store::deployments::set_status(tx, &r.id, DeploymentStatus::Stopped, &why, None, now())?;
+                }
+                Ok::<_, store::StoreError>(())
+            })
+            .await?;
+        self.refresh_routes().await;
+        let mut removed = 0;
+        for c in self.docker.list_containers(&[(LABEL_PROJECT, p.id.as_str())], true).await? {
+            let _ = self.docker.stop_container(&c.id, Duration::from_secs(10)).await;
+            self.docker.remove_container(&c.id).await?;
+            removed += 1;
+        }
+        let mut lines = vec![format!("reset: stopped {removed} replica(s) of {}", p.slug)];
+        for v in &p.volumes {
+            self.docker.remove_volume(&volume_name(p, &v.name)).await?;
+            lines.push(format!("reset: deleted volume {} ({}); it is recreated empty", v.name, v.mount_path));
+        }
+        self.log(&d.id, "deploy", lines).await;
+        Ok(())
     }
 
     /// Starts the new replicas, waits for health, switches traffic, retires the old replicas.
@@ -549,7 +629,7 @@ impl Services {
     }
 
     /// The variables a release ran with (rollbacks and restarts reuse them exactly).
-    async fn release_env(&self, release_id: &str) -> Result<Vec<(String, String, bool)>, ServiceError> {
+    pub(crate) async fn release_env(&self, release_id: &str) -> Result<Vec<(String, String, bool)>, ServiceError> {
         let id = release_id.to_owned();
         let (_, sealed) = self
             .store
@@ -575,13 +655,13 @@ impl Services {
             .unwrap_or_default())
     }
 
-    /// The effective variables of a project environment, secrets opened: what the container gets.
-    async fn resolved_env_plain(
+    /// The effective variables of a project environment (the most specific scope wins), still sealed.
+    async fn effective_variables(
         &self,
         ws_id: &str,
         project_id: &str,
         env_id: &str,
-    ) -> Result<Vec<(String, String, bool)>, ServiceError> {
+    ) -> Result<Vec<store::variables::StoredVariable>, ServiceError> {
         let (w, p, e) = (ws_id.to_owned(), project_id.to_owned(), env_id.to_owned());
         let rows = self.store.read(move |c| store::variables::applicable(c, &w, &p, &e)).await?;
         let mut by_key: BTreeMap<String, store::variables::StoredVariable> = BTreeMap::new();
@@ -593,12 +673,32 @@ impl Services {
                 }
             }
         }
-        by_key
-            .into_values()
-            .map(|v| {
-                let value = if v.is_secret { self.secrets.open(&v.value, &variable_aad(&v.id))? } else { v.value };
-                Ok((v.key, value, v.is_secret))
-            })
+        Ok(by_key.into_values().collect())
+    }
+
+    fn open_variable(&self, v: store::variables::StoredVariable) -> Result<(String, String, bool), ServiceError> {
+        let value = if v.is_secret { self.secrets.open(&v.value, &variable_aad(&v.id))? } else { v.value };
+        Ok((v.key, value, v.is_secret))
+    }
+
+    /// The effective variables of a project environment, secrets opened: what the container gets.
+    async fn resolved_env_plain(
+        &self,
+        ws_id: &str,
+        project_id: &str,
+        env_id: &str,
+    ) -> Result<Vec<(String, String, bool)>, ServiceError> {
+        let rows = self.effective_variables(ws_id, project_id, env_id).await?;
+        rows.into_iter().map(|v| self.open_variable(v)).collect()
+    }
+
+    /// What a build receives as build arguments: every plain variable, and the secrets marked `build_secret`.
+    /// Other secrets never reach a build (build arguments are kept in the image's history).
+    async fn build_args(&self, d: &Deployment, p: &Project) -> Result<Vec<(String, String)>, ServiceError> {
+        let rows = self.effective_variables(&p.workspace_id, &p.id, &d.environment_id).await?;
+        rows.into_iter()
+            .filter(|v| !v.is_secret || v.build_secret)
+            .map(|v| self.open_variable(v).map(|(k, value, _)| (k, value)))
             .collect()
     }
 }

@@ -18,9 +18,17 @@ use utoipa::ToSchema;
 pub struct DeployInput {
     /// Default: the environment's branch, else the git connection's, else the repository's default.
     pub branch: Option<String>,
+    /// A commit of that branch to build (full or abbreviated SHA, at least 7 hex digits). Default: the branch's head.
+    pub commit: Option<String>,
     /// Build from scratch, ignoring the image cache.
     #[serde(default)]
     pub no_cache: bool,
+    /// Also delete and recreate the project's volumes (their data is lost). Needs `confirm`; implies `no_cache`.
+    /// The project's replicas are stopped before the new ones start, so a reset is not zero-downtime.
+    #[serde(default)]
+    pub reset: bool,
+    /// The project's slug, to confirm a `reset`.
+    pub confirm: Option<String>,
     /// Free text shown with the deployment.
     pub note: Option<String>,
 }
@@ -51,6 +59,16 @@ fn resolve_deployment(
         return Err(deployment_not_found(id));
     }
     Ok((access, d))
+}
+
+/// A commit as `POST …/deployments {commit}` takes it: 7 to 40 hex digits, lowercased.
+fn validate_commit(c: &str) -> Result<String, ServiceError> {
+    let c = c.trim();
+    if (7..=40).contains(&c.len()) && c.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(c.to_ascii_lowercase())
+    } else {
+        Err(ServiceError::invalid("commit", format!("'{c}' is not a commit SHA (7 to 40 hex digits)")))
+    }
 }
 
 /// Queues a deployment in an open transaction: supersedes older queued ones of the same environment.
@@ -87,6 +105,7 @@ impl Services {
         input: DeployInput,
     ) -> Result<Deployment, ServiceError> {
         let branch = input.branch.as_deref().map(|b| validate_branch("branch", b)).transpose()?;
+        let commit = input.commit.as_deref().map(validate_commit).transpose()?;
         let (actor, ws, project, env) =
             (actor.clone(), ws.to_owned(), project.to_owned(), environment.map(str::to_owned));
         let d = self
@@ -94,6 +113,24 @@ impl Services {
             .write(move |tx| {
                 let (access, p) = resolve_project(tx, &actor, &ws, &project)?;
                 access.require(Role::Member, "deploying")?;
+                if input.reset {
+                    access.require(Role::Admin, "resetting a project's volumes")?;
+                    if input.confirm.as_deref() != Some(p.slug.as_str()) {
+                        return Err(ServiceError::invalid(
+                            "confirm",
+                            format!(
+                                "reset deletes the data in project '{}'s volumes: send \"confirm\": \"{}\" to go ahead",
+                                p.slug, p.slug
+                            ),
+                        ));
+                    }
+                }
+                if commit.is_some() && p.build.builder == Builder::Image {
+                    return Err(ServiceError::invalid(
+                        "commit",
+                        format!("project '{}' runs a prebuilt image; there is no commit to build", p.slug),
+                    ));
+                }
                 let e = resolve_environment(tx, &p, env.as_deref())?;
                 let git = store::git::get(tx, &p.id)?;
                 if p.build.builder != Builder::Image && git.is_none() {
@@ -122,7 +159,9 @@ impl Services {
                     image: if p.build.builder == Builder::Image { p.image.clone() } else { None },
                     release_id: None,
                     retry_of: None,
-                    no_cache: input.no_cache,
+                    no_cache: input.no_cache || input.reset,
+                    requested_commit: commit.clone(),
+                    reset: input.reset,
                     note: input.note.clone(),
                     error: None,
                     created_at: now(),
@@ -312,6 +351,8 @@ impl Services {
             release_id: copy_release.then(|| release.id.clone()),
             retry_of: None,
             no_cache: false,
+                    requested_commit: None,
+                    reset: false,
             note: None,
             error: None,
             created_at: now(),

@@ -102,6 +102,7 @@ pub(crate) fn git_error(e: GitError) -> ServiceError {
         GitError::AuthRefused { .. } => ServiceError::Rejected { code: "git_auth_refused", message },
         GitError::RepoNotFound { .. } => ServiceError::Rejected { code: "git_repo_not_found", message },
         GitError::BranchMissing { .. } => ServiceError::Rejected { code: "git_branch_missing", message },
+        GitError::CommitMissing { .. } => ServiceError::Rejected { code: "git_commit_missing", message },
         GitError::Failed { .. } => ServiceError::Rejected { code: "git_failed", message },
     }
 }

@@ -2,11 +2,14 @@
 //! and the edge. Every mutating use case writes an audit row in the same transaction as its change.
 
 mod access;
+mod access_logs;
 mod accounts;
 mod api_keys;
 mod audit;
+mod certificates;
 mod deployer;
 mod deployments;
+mod domains;
 mod error;
 mod git;
 mod health;
@@ -15,6 +18,7 @@ mod members;
 mod projects;
 mod ratelimit;
 mod routing;
+mod runtime_logs;
 pub mod secrets;
 mod status;
 mod variables;
@@ -22,18 +26,21 @@ mod webhooks;
 mod workspaces;
 
 pub use access::{Access, Actor, Via};
+pub use access_logs::parse_status_filter;
 pub use accounts::{LoginResult, SetupResult};
 pub use api_keys::{CreatedApiKey, NewKey};
 pub use deployments::{DeployInput, DeploymentDetail};
+pub use domains::{DomainTls, DomainView, VERIFICATION_PREFIX, Verification};
 pub use error::ServiceError;
 pub use git::{DeployKeyView, DetectResult, GitConnection, GitInput, GitTestResult, WebhookView};
 pub use health::{DockerHealth, Health};
 pub use invitations::{AcceptResult, CreatedInvitation};
 pub use projects::{BuildPatch, ProjectInput, RuntimePatch};
 pub use ratelimit::RateLimiter;
+pub use runtime_logs::{LogAnalysis, LogRetention, LogUsage, ProjectLogUsage};
 pub use secrets::Secrets;
 pub use status::ProjectStatus;
-pub use variables::{BulkItem, BulkResult, ResolvedVariable, VarTarget};
+pub use variables::{BulkItem, BulkResult, ResolvedVariable, Secrecy, SecrecyChange, VarTarget};
 pub use webhooks::HookOutcome;
 pub use workspaces::WorkspacePatch;
 
@@ -72,10 +79,20 @@ pub struct Services {
     pub(crate) edge: Arc<crate::proxy::Proxy>,
     /// Wakes the deploy worker when a deployment is queued.
     pub(crate) deploy_wake: tokio::sync::Notify,
-    /// Cancellation of the deployments being worked on, by id.
-    jobs: Mutex<HashMap<String, tokio_util::sync::CancellationToken>>,
+    /// The deployments being worked on, by id: their cancellation and their project (one job per project).
+    jobs: Mutex<HashMap<String, deployer::RunningJob>>,
+    /// Where the API listener is bound (the proxy sends `console_domain` there).
+    pub(crate) api_addr: std::sync::OnceLock<std::net::SocketAddr>,
+    /// The certificate manager, once the HTTPS listener runs.
+    pub(crate) tls: std::sync::OnceLock<Arc<crate::tls::CertManager>>,
+    /// The port Berth's HTTP listener is bound to (0 until the app binds it).
+    pub(crate) http_port: std::sync::atomic::AtomicU16,
+    /// Permits for builds (`concurrent_builds`).
+    build_slots: tokio::sync::Semaphore,
     /// Secret values of the deployments being worked on, so their logs can be scrubbed.
     secret_values: Mutex<HashMap<String, Vec<String>>>,
+    /// Where the runtime-log follower announces new lines to open log streams.
+    log_hub: runtime_logs::Hub,
 }
 
 /// A shared handle to the services.
@@ -92,6 +109,10 @@ impl Services {
         Services {
             api_limiter: RateLimiter::new(config.api_requests_per_minute),
             login_limiter: RateLimiter::new(config.login_attempts_per_minute),
+            http_port: std::sync::atomic::AtomicU16::new(0),
+            tls: std::sync::OnceLock::new(),
+            api_addr: std::sync::OnceLock::new(),
+            build_slots: tokio::sync::Semaphore::new(config.concurrent_builds.max(1) as usize),
             config,
             store,
             docker,
@@ -104,6 +125,7 @@ impl Services {
             deploy_wake: tokio::sync::Notify::new(),
             jobs: Mutex::new(HashMap::new()),
             secret_values: Mutex::new(HashMap::new()),
+            log_hub: runtime_logs::Hub::new(),
         }
     }
 

@@ -19,12 +19,15 @@ impl Services {
     /// (deployment id, project slug, workspace slug, port) — routed instead of whatever serves its host now. The
     /// worker publishes this before it commits `running`, so a client that sees `running` is already routed.
     pub(crate) async fn publish_routes(&self, pending: Option<(String, String, String, u16)>) {
-        let rows = self.store.read(store::deployments::production_routes).await;
-        let rows = match rows {
-            Ok(mut r) => {
+        let rows = self
+            .store
+            .read(|c| Ok::<_, store::StoreError>((store::deployments::production_routes(c)?, store::domains::routable(c)?)))
+            .await;
+        let (rows, domains) = match rows {
+            Ok((mut r, d)) => {
                 // Last wins for a host: the pending deployment replaces the one it is about to supersede.
                 r.extend(pending);
-                r
+                (r, d)
             }
             Err(e) => {
                 tracing::warn!(error = %e, "while reading routes; keeping the current table");
@@ -49,10 +52,33 @@ impl Services {
             let host = format!("{project}.{ws}.{}", self.config.base_domain);
             // Keep the backend (and its record of failing replicas) when the replicas did not change.
             let backend = match current.get(&host) {
-                Some(b) if b.upstreams() == upstreams.as_slice() => b.clone(),
-                _ => Arc::new(Backend::new(upstreams)),
+                Some(b) if b.upstreams() == upstreams.as_slice() && b.tag().map(|t| &**t) == Some(dep.as_str()) => {
+                    b.clone()
+                }
+                _ => Arc::new(Backend::new(upstreams).with_tag(&dep)),
             };
             table.insert(&host, backend);
+        }
+        // Verified custom domains share their project's backend (and its record of failing replicas).
+        for (domain, project_host, https_redirect) in domains {
+            let default_host = format!("{project_host}.{}", self.config.base_domain);
+            if let Some(backend) = table.get(&default_host).cloned() {
+                table.insert(&domain, backend);
+                if https_redirect && self.certificate_active(&domain) {
+                    table.set_https_only(&domain);
+                }
+            }
+        }
+        // The dashboard and API, when the config names a console domain.
+        if let (Some(console), Some(api)) = (&self.config.console_domain, self.api_addr.get()) {
+            let backend = match current.get(console) {
+                Some(b) if b.upstreams() == [*api] => b.clone(),
+                _ => Arc::new(Backend::new(vec![*api])),
+            };
+            table.insert(console, backend);
+            if self.certificate_active(console) {
+                table.set_https_only(console);
+            }
         }
         self.edge.publish(table);
     }

@@ -78,6 +78,29 @@ fn resolve_target(conn: &Connection, actor: &Actor, ws: &str, t: &VarTarget) -> 
     }
 }
 
+/// Whether a new variable is secret, and whether builds receive it too.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Secrecy {
+    pub is_secret: bool,
+    pub build_secret: bool,
+}
+
+/// A change of secrecy (`None` keeps what is stored).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SecrecyChange {
+    pub is_secret: Option<bool>,
+    pub build_secret: Option<bool>,
+}
+
+fn build_secret_needs_secret(key: &str) -> ServiceError {
+    ServiceError::invalid(
+        "build_secret",
+        format!(
+            "{key}: build_secret applies to secrets only (plain variables always reach builds); set is_secret too"
+        ),
+    )
+}
+
 impl Services {
     fn view(&self, v: StoredVariable, reveal: bool) -> Result<Variable, ServiceError> {
         let masked = v.is_secret && !reveal;
@@ -92,6 +115,7 @@ impl Services {
             key: v.key,
             value,
             is_secret: v.is_secret,
+            build_secret: v.build_secret,
             masked,
             scope: v.scope,
             environment: v.environment,
@@ -201,8 +225,12 @@ impl Services {
         target: VarTarget,
         key: &str,
         value: &str,
-        is_secret: bool,
+        secrecy: Secrecy,
     ) -> Result<Variable, ServiceError> {
+        let Secrecy { is_secret, build_secret } = secrecy;
+        if build_secret && !is_secret {
+            return Err(build_secret_needs_secret(key));
+        }
         let key = validate_key("key", key)?;
         validate_value("value", &key, value)?;
         let id = new_id();
@@ -225,6 +253,7 @@ impl Services {
                     key,
                     value: stored,
                     is_secret,
+                    build_secret,
                     scope: scope_of(&r.scope),
                     environment: target.environment.clone(),
                     created_at: t,
@@ -260,8 +289,9 @@ impl Services {
         target: VarTarget,
         key: &str,
         value: Option<String>,
-        is_secret: Option<bool>,
+        change: SecrecyChange,
     ) -> Result<Variable, ServiceError> {
+        let is_secret = change.is_secret;
         if let Some(v) = &value {
             validate_value("value", key, v)?;
         }
@@ -284,6 +314,10 @@ impl Services {
                 format!("making {key} in {access_label} a plain variable needs its value sent again"),
             ));
         }
+        let build_secret = secret && change.build_secret.unwrap_or(current.build_secret);
+        if change.build_secret == Some(true) && !secret {
+            return Err(build_secret_needs_secret(&key));
+        }
         let plain = match value {
             Some(v) => v,
             None => self.plain(&current)?,
@@ -301,8 +335,9 @@ impl Services {
                 }
                 v.value = stored;
                 v.is_secret = secret;
+                v.build_secret = build_secret;
                 v.updated_at = now();
-                store::variables::update(tx, &v.id, &v.value, secret, v.updated_at)?;
+                store::variables::update(tx, &v.id, &v.value, secret, build_secret, v.updated_at)?;
                 store::audit::insert(
                     tx,
                     &actor.audit(
@@ -387,7 +422,7 @@ impl Services {
             .await?;
         enum Op {
             Insert(StoredVariable),
-            Update { id: String, value: String, is_secret: bool },
+            Update { id: String, value: String, is_secret: bool, build_secret: bool },
         }
         let mut ops = Vec::new();
         let mut result = BulkResult::default();
@@ -402,7 +437,12 @@ impl Services {
                     }
                     result.updated += 1;
                     let value = self.stored_value(&old.id, &item.value, secret)?;
-                    ops.push(Op::Update { id: old.id.clone(), value, is_secret: secret });
+                    ops.push(Op::Update {
+                        id: old.id.clone(),
+                        value,
+                        is_secret: secret,
+                        build_secret: old.build_secret && secret,
+                    });
                 }
                 None => {
                     result.created += 1;
@@ -413,6 +453,7 @@ impl Services {
                         id,
                         key: item.key.clone(),
                         is_secret: secret,
+                        build_secret: false,
                         scope: Scope::Project,
                         environment: None,
                         created_at: t,
@@ -447,7 +488,9 @@ impl Services {
                 for op in ops {
                     match op {
                         Op::Insert(v) => store::variables::insert(tx, &r.scope, &v)?,
-                        Op::Update { id, value, is_secret } => store::variables::update(tx, &id, &value, is_secret, t)?,
+                        Op::Update { id, value, is_secret, build_secret } => {
+                            store::variables::update(tx, &id, &value, is_secret, build_secret, t)?
+                        }
                     }
                 }
                 for (id, _) in &doomed {

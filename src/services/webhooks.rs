@@ -201,6 +201,8 @@ impl Services {
                     release_id: None,
                     retry_of: None,
                     no_cache: false,
+                    requested_commit: None,
+                    reset: false,
                     note: delivery.map(|d| format!("delivery {d}")),
                     error: None,
                     created_at: now(),

@@ -33,6 +33,8 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Deployment> {
         release_id: row.get("release_id")?,
         retry_of: row.get("retry_of")?,
         no_cache: row.get("no_cache")?,
+        requested_commit: row.get("requested_commit")?,
+        reset: row.get("reset")?,
         note: row.get("note")?,
         error: row.get("error")?,
         created_at: ts(row, "created_at")?,
@@ -52,8 +54,9 @@ pub fn next_number(conn: &Connection, project_id: &str) -> Result<i64, StoreErro
 pub fn insert(conn: &Connection, d: &Deployment) -> Result<(), StoreError> {
     conn.execute(
         "INSERT INTO deployments (id, project_id, environment_id, number, kind, status, trigger, triggered_by, branch,
-             commit_sha, image, release_id, retry_of, no_cache, note, error, created_at, started_at, finished_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+             commit_sha, image, release_id, retry_of, no_cache, note, error, created_at, started_at, finished_at,
+             requested_commit, reset)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
         params![
             d.id,
             d.project_id,
@@ -73,7 +76,9 @@ pub fn insert(conn: &Connection, d: &Deployment) -> Result<(), StoreError> {
             d.error,
             d.created_at.to_rfc3339(),
             d.started_at.map(Timestamp::to_rfc3339),
-            d.finished_at.map(Timestamp::to_rfc3339)
+            d.finished_at.map(Timestamp::to_rfc3339),
+            d.requested_commit,
+            d.reset
         ],
     )?;
     add_event(conn, &d.id, d.status, "queued", d.created_at)?;
@@ -190,6 +195,14 @@ pub fn running(conn: &Connection, project_id: &str, environment_id: &str) -> Res
         ))?
         .query_row(params![project_id, environment_id], from_row)
         .optional()?)
+}
+
+/// Every deployment serving some environment of a project.
+pub fn running_in_project(conn: &Connection, project_id: &str) -> Result<Vec<Deployment>, StoreError> {
+    Ok(conn
+        .prepare_cached(&format!("{SELECT} WHERE d.project_id = ?1 AND d.status = 'running' ORDER BY d.number"))?
+        .query_map([project_id], from_row)?
+        .collect::<Result<_, _>>()?)
 }
 
 /// What the proxy routes: every running production deployment as (deployment id, project slug, workspace slug,
@@ -392,6 +405,8 @@ mod tests {
             release_id: None,
             retry_of: None,
             no_cache: false,
+                    requested_commit: None,
+                    reset: false,
             note: None,
             error: None,
             created_at: now(),

@@ -10,6 +10,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0002_projects", include_str!("../../migrations/0002_projects.sql")),
     ("0003_deployments", include_str!("../../migrations/0003_deployments.sql")),
     ("0004_webhooks", include_str!("../../migrations/0004_webhooks.sql")),
+    ("0005_runtime_logs", include_str!("../../migrations/0005_runtime_logs.sql")),
+    ("0006_build_options", include_str!("../../migrations/0006_build_options.sql")),
+    ("0007_domains", include_str!("../../migrations/0007_domains.sql")),
+    ("0008_access_logs", include_str!("../../migrations/0008_access_logs.sql")),
 ];
 
 /// The schema version a database is at (the number of migrations applied).

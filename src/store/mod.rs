@@ -2,14 +2,17 @@
 //! through [`Store`], which runs closures on blocking threads. Writes are serialised through one connection and
 //! run in a transaction that commits on success and rolls back on error.
 
+pub mod access_logs;
 pub mod api_keys;
 pub mod audit;
 pub mod deployments;
+pub mod domains;
 pub mod git;
 pub mod invitations;
 pub mod members;
 mod migrations;
 pub mod projects;
+pub mod runtime_logs;
 pub mod sessions;
 pub mod users;
 pub mod variables;

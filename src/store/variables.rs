@@ -19,6 +19,8 @@ pub struct StoredVariable {
     pub key: String,
     pub value: String,
     pub is_secret: bool,
+    /// A secret that builds also receive (as a build argument).
+    pub build_secret: bool,
     pub scope: Scope,
     /// Environment name, for environment-scoped rows.
     pub environment: Option<String>,
@@ -34,6 +36,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<StoredVariable> {
         key: row.get("key")?,
         value: row.get("value")?,
         is_secret: row.get("is_secret")?,
+        build_secret: row.get("build_secret")?,
         scope: match (project, env) {
             (None, _) => Scope::Workspace,
             (Some(_), None) => Scope::Project,
@@ -76,8 +79,9 @@ pub fn applicable(
 
 pub fn insert(conn: &Connection, scope: &ScopeRef, v: &StoredVariable) -> Result<(), StoreError> {
     conn.execute(
-        "INSERT INTO variables (id, workspace_id, project_id, environment_id, key, value, is_secret, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        "INSERT INTO variables (id, workspace_id, project_id, environment_id, key, value, is_secret, build_secret,
+             created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         params![
             v.id,
             scope.workspace_id,
@@ -86,6 +90,7 @@ pub fn insert(conn: &Connection, scope: &ScopeRef, v: &StoredVariable) -> Result
             v.key,
             v.value,
             v.is_secret,
+            v.build_secret,
             v.created_at.to_rfc3339(),
             v.updated_at.to_rfc3339()
         ],
@@ -93,11 +98,18 @@ pub fn insert(conn: &Connection, scope: &ScopeRef, v: &StoredVariable) -> Result
     Ok(())
 }
 
-/// Replaces a row's value and secrecy (by id).
-pub fn update(conn: &Connection, id: &str, value: &str, is_secret: bool, at: Timestamp) -> Result<(), StoreError> {
+/// Replaces a row's value and secrecy (by id). Only a secret can be a build secret.
+pub fn update(
+    conn: &Connection,
+    id: &str,
+    value: &str,
+    is_secret: bool,
+    build_secret: bool,
+    at: Timestamp,
+) -> Result<(), StoreError> {
     conn.execute(
-        "UPDATE variables SET value = ?2, is_secret = ?3, updated_at = ?4 WHERE id = ?1",
-        params![id, value, is_secret, at.to_rfc3339()],
+        "UPDATE variables SET value = ?2, is_secret = ?3, build_secret = ?4, updated_at = ?5 WHERE id = ?1",
+        params![id, value, is_secret, build_secret && is_secret, at.to_rfc3339()],
     )?;
     Ok(())
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-const BASE_IMAGE: &str = "berth-test/busybox:1";
+pub(crate) const BASE_IMAGE: &str = "berth-test/busybox:1";
 
 pub(crate) fn sh(dir: &Path, program: &str, args: &[&str]) -> String {
     let out = Command::new(program)
@@ -89,7 +89,7 @@ impl Drop for Cleanup {
     }
 }
 
-async fn wait_for(env: &TestEnv, owner: &Cred, id: &str, want: &[&str], within: Duration) -> Value {
+pub(crate) async fn wait_for(env: &TestEnv, owner: &Cred, id: &str, want: &[&str], within: Duration) -> Value {
     let start = Instant::now();
     loop {
         let r = env.get(&format!("/api/workspaces/acme/deployments/{id}"), owner).await.expect(200);
@@ -128,7 +128,7 @@ async fn fetch(env: &TestEnv, host: &str) -> Option<(u16, String)> {
 
 /// A Berth on the real engine with an owner key in workspace `acme`, the workspace's Docker objects removed at
 /// the end, and an empty git repository on `main` whose app will serve `body`.
-async fn deploy_setup(drain_secs: u32, body: &str) -> (TestEnv, Cred, Cleanup, tempfile::TempDir) {
+pub(crate) async fn deploy_setup(drain_secs: u32, body: &str) -> (TestEnv, Cred, Cleanup, tempfile::TempDir) {
     base_image();
     let env = TestEnv::start_with(|c| {
         c.allow_local_repos = true;
@@ -267,7 +267,7 @@ async fn a_git_push_becomes_a_running_app_and_bad_deploys_never_take_it_down() {
     env.get(&format!("/api/workspaces/evil/deployments/{id1}"), &stranger).await.expect(404);
 }
 
-async fn get_path(env: &TestEnv, path: &str) -> String {
+pub(crate) async fn get_path(env: &TestEnv, path: &str) -> String {
     let r = env.http.get(format!("{}{path}", env.apps)).header("Host", "svc.acme.localhost").send().await.unwrap();
     assert_eq!(r.status(), 200, "{path}");
     r.text().await.unwrap()

@@ -2,15 +2,22 @@
 //! Docker engine and real HTTP, and checks what a user of the API would notice.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod access_logs;
 mod accounts;
 mod api_keys;
+mod auto_build;
 mod binary;
 mod deploy;
+mod deploy_options;
+mod domains;
+mod edge;
 mod git;
 mod members;
 mod openapi;
 mod projects;
 mod recovery;
+mod runtime_logs;
 mod support;
+mod tls;
 mod variables;
 mod workspaces;

@@ -71,6 +71,19 @@ const EXPECTED: &[(&str, &str)] = &[
     ("get", "/api/workspaces/{ws}/projects/{p}/status"),
     ("get", "/api/workspaces/{ws}/deployments/{id}/stream"),
     ("get", "/api/workspaces/{ws}/projects/{p}/build-logs"),
+    ("get", "/api/workspaces/{ws}/projects/{p}/logs"),
+    ("get", "/api/workspaces/{ws}/projects/{p}/logs/download"),
+    ("get", "/api/workspaces/{ws}/logs/usage"),
+    ("post", "/api/workspaces/{ws}/projects/{p}/logs/analyze"),
+    ("get", "/api/workspaces/{ws}/projects/{p}/logs/stream"),
+    ("get", "/api/workspaces/{ws}/projects/{p}/live-logs"),
+    ("get", "/api/workspaces/{ws}/projects/{p}/domains"),
+    ("post", "/api/workspaces/{ws}/projects/{p}/domains"),
+    ("get", "/api/workspaces/{ws}/projects/{p}/domains/{id}"),
+    ("patch", "/api/workspaces/{ws}/projects/{p}/domains/{id}"),
+    ("delete", "/api/workspaces/{ws}/projects/{p}/domains/{id}"),
+    ("post", "/api/workspaces/{ws}/projects/{p}/domains/{id}/verify"),
+    ("get", "/api/workspaces/{ws}/projects/{p}/access-logs"),
 ];
 
 #[tokio::test]

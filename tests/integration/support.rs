@@ -75,11 +75,33 @@ impl TestEnv {
         Self::boot(dir, Arc::new(config)).await
     }
 
+    /// Boots with the given app listeners (e.g. the ports an ACME test CA validates on) and HTTPS.
+    pub async fn start_with_listeners(
+        tweak: impl FnOnce(&mut Config),
+        http: tokio::net::TcpListener,
+        https: tokio::net::TcpListener,
+    ) -> TestEnv {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let mut config = Config::for_data_dir(dir.path().to_path_buf());
+        tweak(&mut config);
+        let listeners = Listeners {
+            api: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            http: Some(http),
+            https: Some(https),
+        };
+        Self::boot_on(dir, Arc::new(config), listeners).await
+    }
+
     async fn boot(dir: Arc<TempDir>, config: Arc<Config>) -> TestEnv {
         let listeners = Listeners {
             api: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
             http: Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()),
+            https: None,
         };
+        Self::boot_on(dir, config, listeners).await
+    }
+
+    async fn boot_on(dir: Arc<TempDir>, config: Arc<Config>, listeners: Listeners) -> TestEnv {
         let handle = app::start(config.clone(), listeners).await.unwrap();
         let base = format!("http://{}", handle.api_addr);
         let apps = format!("http://{}", handle.http_addr.unwrap());

@@ -300,8 +300,11 @@ async fn a_group_readable_key_file_is_refused_at_startup() {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
     let config = berth::config::Config::for_data_dir(dir.path().to_path_buf());
-    let listeners =
-        berth::app::Listeners { api: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(), http: None };
+    let listeners = berth::app::Listeners {
+        api: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        http: None,
+        https: None,
+    };
     let err = berth::app::start(std::sync::Arc::new(config), listeners).await.err().unwrap();
     assert!(format!("{err:#}").contains("chmod 600"), "{err:#}");
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use hyper::header::{HeaderMap, HeaderValue};
 
-use crate::proxy::headers::{ForwardedProto, is_upgrade, request_id, set_forwarded, strip_hop_by_hop};
+use crate::proxy::headers::{ForwardedProto, is_upgrade, join_cookies, request_id, set_forwarded, strip_hop_by_hop};
 use crate::proxy::{Backend, RouteTable, normalize_host};
 
 fn map(pairs: &[(&str, &str)]) -> HeaderMap {
@@ -117,4 +117,17 @@ fn request_id_keeps_a_valid_one_and_replaces_others() {
     }
     let generated = request_id(&HeaderMap::new());
     assert_ne!(generated, request_id(&HeaderMap::new()));
+}
+
+#[test]
+fn split_cookie_fields_are_joined_for_http1() {
+    let mut headers = map(&[("cookie", "a=1"), ("cookie", "b=2; c=3"), ("x-other", "kept")]);
+    join_cookies(&mut headers);
+    assert_eq!(headers.get_all("cookie").iter().collect::<Vec<_>>(), ["a=1; b=2; c=3"]);
+    let mut single = map(&[("cookie", "a=1")]);
+    join_cookies(&mut single);
+    assert_eq!(single["cookie"], "a=1");
+    let mut none = HeaderMap::new();
+    join_cookies(&mut none);
+    assert!(none.is_empty());
 }

@@ -2,8 +2,10 @@
 
 mod failures;
 mod headers;
+mod http2;
 mod routing;
 mod streaming;
+mod websocket;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -1,14 +1,17 @@
 //! The JSON API under `/api`, described by the OpenAPI document it serves at `/api/openapi.json`.
 //! Every route is registered through `utoipa_axum::routes!`, so a route cannot exist without its description.
 
+mod access_logs;
 mod accounts;
 mod api_keys;
 mod deployments;
+mod domains;
 pub mod error;
 pub mod extract;
 mod git;
 mod hooks;
 mod invitations;
+mod logs;
 mod members;
 mod projects;
 mod variables;
@@ -117,6 +120,16 @@ pub fn router(state: AppState) -> Router<AppState> {
         .routes(routes!(deployments::project_status))
         .routes(routes!(deployments::stream_deployment))
         .routes(routes!(deployments::build_logs_socket))
+        .routes(routes!(logs::project_logs))
+        .routes(routes!(logs::download_logs))
+        .routes(routes!(logs::logs_usage))
+        .routes(routes!(logs::analyze_logs))
+        .routes(routes!(logs::stream_logs))
+        .routes(routes!(logs::live_logs_socket))
+        .routes(routes!(domains::list_domains, domains::add_domain))
+        .routes(routes!(domains::get_domain, domains::update_domain, domains::delete_domain))
+        .routes(routes!(domains::verify_domain))
+        .routes(routes!(access_logs::access_logs))
         .split_for_parts();
     let spec = openapi.to_pretty_json().unwrap_or_else(|_| "{}".into());
     routes

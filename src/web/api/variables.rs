@@ -7,7 +7,7 @@ use super::views::Deleted;
 use super::{CommonErrors, Envelope, created, ok};
 use crate::domain::Variable;
 use crate::domain::env::parse_dotenv;
-use crate::services::{Actor, BulkItem, BulkResult, ResolvedVariable, ServiceError, VarTarget};
+use crate::services::{Actor, BulkItem, BulkResult, ResolvedVariable, Secrecy, SecrecyChange, ServiceError, VarTarget};
 use crate::web::AppState;
 use axum::extract::{Path, Request, State};
 use axum::http::header;
@@ -59,6 +59,9 @@ pub struct CreateVariableRequest {
     /// Encrypted at rest and masked on every read.
     #[serde(default)]
     pub is_secret: bool,
+    /// Also hand this secret to builds as a build argument (secrets never reach builds otherwise).
+    #[serde(default)]
+    pub build_secret: bool,
 }
 
 /// `PATCH …/env/:key`: a new value and/or secrecy.
@@ -67,6 +70,19 @@ pub struct CreateVariableRequest {
 pub struct UpdateVariableRequest {
     pub value: Option<String>,
     pub is_secret: Option<bool>,
+    pub build_secret: Option<bool>,
+}
+
+impl CreateVariableRequest {
+    fn secrecy(&self) -> Secrecy {
+        Secrecy { is_secret: self.is_secret, build_secret: self.build_secret }
+    }
+}
+
+impl UpdateVariableRequest {
+    fn change(&self) -> SecrecyChange {
+        SecrecyChange { is_secret: self.is_secret, build_secret: self.build_secret }
+    }
 }
 
 /// One entry of the array form of a bulk write.
@@ -195,7 +211,7 @@ pub async fn create_env(
 ) -> Result<Response, ApiError> {
     let v = state
         .services
-        .create_variable(&actor, &ws, target(Some(p), &q), &body.key, &body.value, body.is_secret)
+        .create_variable(&actor, &ws, target(Some(p), &q), &body.key, &body.value, body.secrecy())
         .await?;
     Ok(created(v))
 }
@@ -228,7 +244,7 @@ pub async fn update_env(
     ApiQuery(q): ApiQuery<EnvQuery>,
     ApiJson(body): ApiJson<UpdateVariableRequest>,
 ) -> Result<Response, ApiError> {
-    Ok(ok(state.services.update_variable(&actor, &ws, target(Some(p), &q), &key, body.value, body.is_secret).await?))
+    Ok(ok(state.services.update_variable(&actor, &ws, target(Some(p), &q), &key, body.value.clone(), body.change()).await?))
 }
 
 /// Deletes a variable (admin).
@@ -291,7 +307,7 @@ pub async fn create_ws_var(
 ) -> Result<Response, ApiError> {
     let v = state
         .services
-        .create_variable(&actor, &ws, VarTarget::default(), &body.key, &body.value, body.is_secret)
+        .create_variable(&actor, &ws, VarTarget::default(), &body.key, &body.value, body.secrecy())
         .await?;
     Ok(created(v))
 }
@@ -321,7 +337,7 @@ pub async fn update_ws_var(
     Path((ws, key)): Path<(String, String)>,
     ApiJson(body): ApiJson<UpdateVariableRequest>,
 ) -> Result<Response, ApiError> {
-    Ok(ok(state.services.update_variable(&actor, &ws, VarTarget::default(), &key, body.value, body.is_secret).await?))
+    Ok(ok(state.services.update_variable(&actor, &ws, VarTarget::default(), &key, body.value.clone(), body.change()).await?))
 }
 
 /// Deletes a workspace variable (admin).
