@@ -50,6 +50,18 @@ impl Services {
             .is_some_and(|s| matches!(s.status, Status::Active | Status::Expiring))
     }
 
+    /// The internal CA's root (PEM) when `tls = "internal"`.
+    pub fn internal_ca_root(&self) -> Option<String> {
+        self.tls.get().and_then(|m| m.internal_root_pem())
+    }
+
+    /// A certificate waiting out a failure backoff is tried again now (after the user fixed something).
+    pub(crate) fn retry_certificate(&self, domain: &str) {
+        if let Some(m) = self.tls.get() {
+            m.retry_now(domain);
+        }
+    }
+
     /// Tells the certificate manager which names need certificates: every verified domain (wildcards through
     /// DNS-01, others through `acme_challenge`).
     pub(crate) async fn sync_certificates(&self) {

@@ -269,6 +269,9 @@ impl Services {
     ) -> Result<DomainView, ServiceError> {
         let (row, slug) = self.resolve_domain(actor, ws, project, id, Role::Member, "verifying domains").await?;
         let row = self.check_and_store(row).await?;
+        if row.status == DomainStatus::Verified {
+            self.retry_certificate(&row.domain);
+        }
         Ok(self.domain_view(row, slug))
     }
 

@@ -232,3 +232,43 @@ async fn the_console_domain_serves_the_api_through_the_proxy() {
     let r = env.http.get(format!("{}/api/health", env.apps)).header("Host", "elsewhere.example.test").send().await;
     assert_eq!(r.unwrap().status(), 404, "only the console domain reaches the API");
 }
+
+#[tokio::test]
+async fn internal_tls_serves_verified_lan_domains_with_a_downloadable_root() {
+    let dns = MockDns::start().await;
+    let port = dns.dns;
+    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let https = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let https_port = https.local_addr().unwrap().port();
+    let env = TestEnv::start_with_listeners(
+        move |c| {
+            c.tls = berth::config::TlsMode::Internal;
+            c.public_ips = vec!["127.0.0.1".parse().unwrap()];
+            c.dns_resolver = Some(format!("127.0.0.1:{port}").parse().unwrap());
+        },
+        http,
+        https,
+    )
+    .await;
+    let (_, owner) = env.user_with_key("ops@acme.io", "acme").await;
+    env.post("/api/workspaces/acme/projects", &owner, json!({"name": "web", "port": 8080})).await.expect(201);
+    env.get("/api/tls/internal-ca.pem", &Cred::None).await.expect(401);
+    let (status, root) = env.get_text("/api/tls/internal-ca.pem", &owner).await;
+    assert_eq!(status, 200);
+    assert!(root.starts_with("-----BEGIN CERTIFICATE-----"), "{root}");
+
+    let r = env.post(DOMAINS, &owner, json!({"domain": "nas.home.test"})).await.expect(201);
+    let id = r.data()["id"].as_str().unwrap().to_owned();
+    let d = crate::tls::pebble::eventually(Duration::from_secs(20), "the internal certificate", || {
+        let (env, owner, id) = (&env, &owner, id.clone());
+        async move {
+            let d = env.get(&format!("{DOMAINS}/{id}"), owner).await.expect(200).data().clone();
+            (d["status"] == json!("active")).then_some(d)
+        }
+    })
+    .await;
+    assert!(d["tls"]["issuer"].as_str().is_some_and(|i| i.contains("Berth")), "{d}");
+    let config = crate::tls::pebble::client_config(&root);
+    crate::tls::pebble::handshake(&config, https_port, "nas.home.test").await.expect("verifies against the root");
+    assert!(crate::tls::pebble::handshake(&config, https_port, "other.home.test").await.is_err());
+}

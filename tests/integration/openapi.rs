@@ -84,6 +84,7 @@ const EXPECTED: &[(&str, &str)] = &[
     ("delete", "/api/workspaces/{ws}/projects/{p}/domains/{id}"),
     ("post", "/api/workspaces/{ws}/projects/{p}/domains/{id}/verify"),
     ("get", "/api/workspaces/{ws}/projects/{p}/access-logs"),
+    ("get", "/api/tls/internal-ca.pem"),
 ];
 
 #[tokio::test]

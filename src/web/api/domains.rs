@@ -116,3 +116,23 @@ pub async fn verify_domain(
 ) -> Result<Response, ApiError> {
     Ok(ok(state.services.verify_domain(&actor, &ws, &p, &id).await?))
 }
+
+/// The internal CA's root certificate (PEM), for installing on devices when `tls = "internal"` (any signed-in
+/// user). 404 in other TLS modes.
+#[utoipa::path(get, path = "/api/tls/internal-ca.pem", tag = "domains",
+    responses((status = 200, description = "The root certificate", content_type = "application/x-pem-file", body = String),
+        CommonErrors))]
+pub async fn internal_ca_root(State(state): State<AppState>, Auth(_actor): Auth) -> Result<Response, ApiError> {
+    use axum::response::IntoResponse;
+    let pem = state.services.internal_ca_root().ok_or_else(|| {
+        crate::services::ServiceError::NotFound("Berth runs no internal CA (tls is not \"internal\")".into())
+    })?;
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "application/x-pem-file"),
+            (axum::http::header::CONTENT_DISPOSITION, "attachment; filename=\"berth-internal-ca.pem\""),
+        ],
+        pem,
+    )
+        .into_response())
+}

@@ -130,6 +130,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .routes(routes!(domains::get_domain, domains::update_domain, domains::delete_domain))
         .routes(routes!(domains::verify_domain))
         .routes(routes!(access_logs::access_logs))
+        .routes(routes!(domains::internal_ca_root))
         .split_for_parts();
     let spec = openapi.to_pretty_json().unwrap_or_else(|_| "{}".into());
     routes
