@@ -79,7 +79,12 @@ pub async fn start(config: Arc<Config>, listeners: Listeners) -> anyhow::Result<
     let docker = Arc::new(DockerClient::new(&config.docker_host));
     let secrets = crate::services::Secrets::load(&config.secret_key_file)
         .with_context(|| format!("while loading the secret key {}", config.secret_key_file.display()))?;
-    let edge = crate::proxy::Proxy::new(crate::proxy::ProxyConfig::default());
+    let edge = crate::proxy::Proxy::new(crate::proxy::ProxyConfig {
+        connect_timeout: Duration::from_secs(u64::from(config.proxy_connect_timeout_secs)),
+        response_timeout: Duration::from_secs(u64::from(config.proxy_response_timeout_secs)),
+        idle_timeout: Duration::from_secs(u64::from(config.proxy_idle_timeout_secs)),
+        ..crate::proxy::ProxyConfig::default()
+    });
     let services: SharedServices = Arc::new(Services::new(config.clone(), store, docker, secrets, edge.clone()));
     services.recover_deployments().await.context("while recovering deployments interrupted by a restart")?;
 
@@ -132,7 +137,9 @@ pub async fn start(config: Arc<Config>, listeners: Listeners) -> anyhow::Result<
     };
 
     let _ = services.api_addr.set(listeners.api.local_addr()?);
-    // After the listeners and the certificate manager: its first pass routes domains and asks for certificates.
+    // After the listeners and the certificate manager: domains (and the console domain) are routed and their
+    // certificates asked for before start returns, so the first request already finds them.
+    services.domains_changed().await;
     let s = services.clone();
     tasks.spawn("domain-verifier", move |token| s.domain_verifier(token));
     let api_addr = listeners.api.local_addr()?;
@@ -168,6 +175,7 @@ async fn start_https(
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config));
     let addr = https.local_addr()?;
     edge.set_https_port(addr.port());
+    edge.set_hsts_max_age(config.hsts_max_age);
     let edge = edge.clone();
     tasks.spawn("proxy-https", move |token| async move {
         let handshake = move |stream| {

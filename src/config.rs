@@ -123,6 +123,14 @@ pub struct Config {
     pub health_timeout_secs: u32,
     /// How long old replicas keep running after traffic moved away, for in-flight requests.
     pub drain_secs: u32,
+    /// Proxy: how long connecting to a replica may take before it counts as down.
+    pub proxy_connect_timeout_secs: u32,
+    /// Proxy: how long a replica may take to send response headers (then 504).
+    pub proxy_response_timeout_secs: u32,
+    /// Proxy: how long idle client and upstream connections are kept.
+    pub proxy_idle_timeout_secs: u32,
+    /// `Strict-Transport-Security: max-age=<n>` on HTTPS answers of domains with an active certificate; 0: off.
+    pub hsts_max_age: u32,
     /// Runtime log lines older than this many days are deleted.
     pub log_retention_days: u32,
     /// Most runtime log lines kept per project; the oldest beyond it are deleted.
@@ -212,6 +220,10 @@ layer! {
     concurrent_builds: u32,
     health_timeout_secs: u32,
     drain_secs: u32,
+    proxy_connect_timeout_secs: u32,
+    proxy_response_timeout_secs: u32,
+    proxy_idle_timeout_secs: u32,
+    hsts_max_age: u32,
     log_retention_days: u32,
     log_retention_lines: u32,
     access_log_sample: u32,
@@ -338,6 +350,17 @@ health_timeout_secs = 30
 # How long old replicas keep running after traffic switched to the new ones.
 drain_secs = 5
 
+# The proxy's timeouts, in seconds: connecting to a replica (a failure ejects it for 10 s and the next is tried),
+# waiting for a replica's response headers (then 504), and keeping idle connections open.
+proxy_connect_timeout_secs = 5
+proxy_response_timeout_secs = 60
+proxy_idle_timeout_secs = 90
+
+# HSTS: with a value above 0, HTTPS answers for domains with an active certificate carry
+# Strict-Transport-Security: max-age=<value>. Browsers then refuse plain HTTP for that long: turn it on only once
+# HTTPS works for every domain (31536000 is a year).
+hsts_max_age = 0
+
 # Runtime logs (what apps write to stdout/stderr) are kept this many days, and at most this many lines per
 # project; older lines are deleted every few minutes.
 log_retention_days = 7
@@ -427,6 +450,10 @@ impl Config {
             concurrent_builds: 1,
             health_timeout_secs: 30,
             drain_secs: 5,
+            proxy_connect_timeout_secs: 5,
+            proxy_response_timeout_secs: 60,
+            proxy_idle_timeout_secs: 90,
+            hsts_max_age: 0,
             log_retention_days: 7,
             log_retention_lines: 100_000,
             access_log_sample: 0,
@@ -580,7 +607,10 @@ impl Config {
             Some(d) => {
                 let d = d.trim_end_matches('.').to_ascii_lowercase();
                 if d.len() > 253 || !d.contains('.') || !d.split('.').all(label_ok) {
-                    return Err(invalid("console_domain", format!("'{d}' is not a domain name like berth.example.com")));
+                    return Err(invalid(
+                        "console_domain",
+                        format!("'{d}' is not a domain name like berth.example.com"),
+                    ));
                 }
                 Some(d)
             }
@@ -636,6 +666,10 @@ impl Config {
             concurrent_builds: positive("concurrent_builds", l.concurrent_builds, 1)?,
             health_timeout_secs: positive("health_timeout_secs", l.health_timeout_secs, 30)?,
             drain_secs: l.drain_secs.unwrap_or(5),
+            proxy_connect_timeout_secs: positive("proxy_connect_timeout_secs", l.proxy_connect_timeout_secs, 5)?,
+            proxy_response_timeout_secs: positive("proxy_response_timeout_secs", l.proxy_response_timeout_secs, 60)?,
+            proxy_idle_timeout_secs: positive("proxy_idle_timeout_secs", l.proxy_idle_timeout_secs, 90)?,
+            hsts_max_age: l.hsts_max_age.unwrap_or(0),
             log_retention_days: positive("log_retention_days", l.log_retention_days, 7)?,
             log_retention_lines: positive("log_retention_lines", l.log_retention_lines, 100_000)?,
             access_log_sample: l.access_log_sample.unwrap_or(0),

@@ -17,11 +17,11 @@ mod tests;
 pub use build::ImageBuild;
 pub use container::{ContainerSpec, ContainerState, LogLine, LogStream};
 pub use ignore::IgnoreRules;
-pub use stats::ResourceUse;
 pub use labels::{
     LABEL_DEPLOYMENT, LABEL_ENVIRONMENT, LABEL_MANAGED, LABEL_PROJECT, LABEL_RUN, LABEL_WORKSPACE, Labels,
     managed_labels,
 };
+pub use stats::ResourceUse;
 
 use bollard::{API_DEFAULT_VERSION, Docker};
 use std::path::PathBuf;

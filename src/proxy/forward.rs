@@ -25,6 +25,16 @@ pub(crate) struct ConnInfo {
     pub tunnels: CancellationToken,
 }
 
+/// The request's host as a route key (URI authority first, else `Host`), or empty.
+fn request_host(req: &Request<Incoming>) -> String {
+    req.uri()
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| req.headers().get(header::HOST).and_then(|h| h.to_str().ok()))
+        .map(normalize_host)
+        .unwrap_or_default()
+}
+
 impl Proxy {
     /// Answers one client request: the upstream's response, or an error page from [`error_response`]. Either way the
     /// response carries the request's `X-Request-Id`.
@@ -35,14 +45,10 @@ impl Proxy {
         }
         let request_id = headers::request_id(req.headers());
         let started = std::time::Instant::now();
+        let hsts = self.hsts_max_age.load(std::sync::atomic::Ordering::Relaxed);
+        let hsts_host = (hsts > 0 && conn.proto == ForwardedProto::Https).then(|| request_host(&req));
         let logged = self.access.get().map(|log| {
-            let host = req
-                .uri()
-                .authority()
-                .map(|a| a.as_str().to_owned())
-                .or_else(|| req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_owned))
-                .map(|h| normalize_host(&h))
-                .unwrap_or_default();
+            let host = hsts_host.clone().unwrap_or_else(|| request_host(&req));
             (log, req.method().clone(), host, req.uri().path().chars().take(1024).collect::<String>())
         });
         let mut response = match self.forward(req, conn, &request_id).await {
@@ -73,6 +79,12 @@ impl Proxy {
                 request_id: request_id.to_str().unwrap_or_default().to_owned(),
                 https: conn.proto == ForwardedProto::Https,
             });
+        }
+        if let Some(host) = hsts_host
+            && self.routes.load().is_https_only(&host)
+            && let Ok(value) = HeaderValue::from_str(&format!("max-age={hsts}"))
+        {
+            response.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, value);
         }
         response.headers_mut().insert(X_REQUEST_ID, request_id);
         response

@@ -90,6 +90,8 @@ impl Default for ProxyConfig {
 pub struct Proxy {
     config: ProxyConfig,
     routes: ArcSwap<RouteTable>,
+    /// `Strict-Transport-Security` max-age for HTTPS-only hosts; 0: not sent.
+    hsts_max_age: std::sync::atomic::AtomicU32,
     /// The port HTTPS is served on, for redirects (443 unless the listener is elsewhere).
     https_port: std::sync::atomic::AtomicU16,
     /// Where access-log entries go, once set.
@@ -128,6 +130,7 @@ impl Proxy {
             verification: ArcSwap::from_pointee(wellknown::VerificationTokens::new()),
             access: std::sync::OnceLock::new(),
             https_port: std::sync::atomic::AtomicU16::new(443),
+            hsts_max_age: std::sync::atomic::AtomicU32::new(0),
             client,
             server,
             stats: Counters::default(),
@@ -155,6 +158,12 @@ impl Proxy {
     /// Replaces the domain verification tokens (domain → token) the proxy answers.
     pub fn set_verification_tokens(&self, tokens: std::collections::HashMap<String, String>) {
         self.verification.store(Arc::new(tokens));
+    }
+
+    /// Sends `Strict-Transport-Security: max-age=<seconds>` on HTTPS answers for hosts whose plain HTTP redirects
+    /// to HTTPS (0 turns it off).
+    pub fn set_hsts_max_age(&self, seconds: u32) {
+        self.hsts_max_age.store(seconds, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The port of the HTTPS listener, used in redirects from HTTP.

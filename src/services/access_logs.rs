@@ -18,7 +18,10 @@ const PRUNE_EVERY: Duration = Duration::from_secs(600);
 /// `?status=` of the access-log route: `404`, `4xx`, `5xx` or `error` (any 4xx/5xx).
 pub fn parse_status_filter(raw: &str) -> Result<StatusFilter, ServiceError> {
     let bad = || {
-        ServiceError::invalid("status", format!("'{raw}' is not a status filter: use a code (404), a class (4xx, 5xx) or error"))
+        ServiceError::invalid(
+            "status",
+            format!("'{raw}' is not a status filter: use a code (404), a class (4xx, 5xx) or error"),
+        )
     };
     match raw.to_ascii_lowercase().as_str() {
         "error" | "errors" => Ok(StatusFilter::Errors),
@@ -85,8 +88,8 @@ impl Services {
 
     async fn prune_access_logs(&self) {
         let days = i64::from(self.config.log_retention_days);
-        let cutoff = (chrono::Utc::now() - chrono::Duration::days(days))
-            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let cutoff =
+            (chrono::Utc::now() - chrono::Duration::days(days)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let keep = self.config.log_retention_lines;
         if let Err(e) = self.store.write(move |tx| store::access_logs::prune(tx, &cutoff, keep)).await {
             tracing::warn!(error = %e, "while pruning access logs");

@@ -82,8 +82,7 @@ impl Services {
             .into_iter()
             .filter(|r| r.status == DomainStatus::Verified)
             .map(|r| {
-                let challenge =
-                    if r.domain.starts_with("*.") { Challenge::Dns01 } else { self.config.acme_challenge };
+                let challenge = if r.domain.starts_with("*.") { Challenge::Dns01 } else { self.config.acme_challenge };
                 WantedCert { names: vec![r.domain], challenge }
             })
             .chain(console)

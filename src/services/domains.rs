@@ -254,7 +254,13 @@ impl Services {
     }
 
     /// `GET …/projects/:p/domains/:id` (member).
-    pub async fn get_domain(&self, actor: &Actor, ws: &str, project: &str, id: &str) -> Result<DomainView, ServiceError> {
+    pub async fn get_domain(
+        &self,
+        actor: &Actor,
+        ws: &str,
+        project: &str,
+        id: &str,
+    ) -> Result<DomainView, ServiceError> {
         let (row, slug) = self.resolve_domain(actor, ws, project, id, Role::Member, "reading domains").await?;
         Ok(self.domain_view(row, slug))
     }
@@ -292,12 +298,7 @@ impl Services {
                 store::domains::set_https_redirect(tx, &rid, https_redirect)?;
                 store::audit::insert(
                     tx,
-                    &a.audit(
-                        Some(&wsid),
-                        "domain.update",
-                        name,
-                        serde_json::json!({"https_redirect": https_redirect}),
-                    ),
+                    &a.audit(Some(&wsid), "domain.update", name, serde_json::json!({"https_redirect": https_redirect})),
                 )?;
                 store::domains::get(tx, &rid)?.ok_or_else(|| domain_not_found(&rid))
             })
@@ -365,7 +366,12 @@ impl Services {
         let found = match self.lookup(&name).await {
             Ok(ips) => ips,
             Err(message) => {
-                return Checked { status: DomainStatus::PendingDns, method: None, message: Some(message), found: vec![] };
+                return Checked {
+                    status: DomainStatus::PendingDns,
+                    method: None,
+                    message: Some(message),
+                    found: vec![],
+                };
             }
         };
         let found_text: Vec<String> = found.iter().map(IpAddr::to_string).collect();
@@ -473,10 +479,9 @@ impl Services {
         }
     }
 
-    /// The background check: every minute, pending domains are checked again, so a DNS change is picked up
+    /// The background check (the app routes domains once at start): every minute, pending domains are checked again, so a DNS change is picked up
     /// without anyone pressing verify.
     pub async fn domain_verifier(self: Arc<Self>, shutdown: CancellationToken) {
-        self.domains_changed().await;
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,

@@ -21,7 +21,9 @@ impl Services {
     pub(crate) async fn publish_routes(&self, pending: Option<(String, String, String, u16)>) {
         let rows = self
             .store
-            .read(|c| Ok::<_, store::StoreError>((store::deployments::production_routes(c)?, store::domains::routable(c)?)))
+            .read(|c| {
+                Ok::<_, store::StoreError>((store::deployments::production_routes(c)?, store::domains::routable(c)?))
+            })
             .await;
         let (rows, domains) = match rows {
             Ok((mut r, d)) => {

@@ -95,9 +95,7 @@ pub struct SecrecyChange {
 fn build_secret_needs_secret(key: &str) -> ServiceError {
     ServiceError::invalid(
         "build_secret",
-        format!(
-            "{key}: build_secret applies to secrets only (plain variables always reach builds); set is_secret too"
-        ),
+        format!("{key}: build_secret applies to secrets only (plain variables always reach builds); set is_secret too"),
     )
 }
 

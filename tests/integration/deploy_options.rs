@@ -51,9 +51,13 @@ async fn builds_get_plain_variables_and_only_the_secrets_marked_for_builds() {
     commit(dir, "build args");
     create_svc(&env, &owner, dir, json!({})).await;
     env.post(&format!("{BASE}/env"), &owner, json!({"key": "GREETING", "value": "hi"})).await.expect(201);
-    env.post(&format!("{BASE}/env"), &owner, json!({"key": "API_TOKEN", "value": "tok-98765-secret", "is_secret": true}))
-        .await
-        .expect(201);
+    env.post(
+        &format!("{BASE}/env"),
+        &owner,
+        json!({"key": "API_TOKEN", "value": "tok-98765-secret", "is_secret": true}),
+    )
+    .await
+    .expect(201);
     let r = env
         .post(&format!("{BASE}/env"), &owner, json!({"key": "PLAIN", "value": "x", "build_secret": true}))
         .await
@@ -159,16 +163,12 @@ async fn builds_run_one_at_a_time_by_default() {
             .await
             .expect(201);
     }
-    let first = env
-        .post("/api/workspaces/acme/projects/one/deployments", &owner, json!({"no_cache": true}))
-        .await
-        .expect(202);
+    let first =
+        env.post("/api/workspaces/acme/projects/one/deployments", &owner, json!({"no_cache": true})).await.expect(202);
     let first = first.data()["id"].as_str().unwrap().to_owned();
     wait_for(&env, &owner, &first, &["building"], Duration::from_secs(30)).await;
-    let second = env
-        .post("/api/workspaces/acme/projects/two/deployments", &owner, json!({"no_cache": true}))
-        .await
-        .expect(202);
+    let second =
+        env.post("/api/workspaces/acme/projects/two/deployments", &owner, json!({"no_cache": true})).await.expect(202);
     let second = second.data()["id"].as_str().unwrap().to_owned();
     let started = Instant::now();
     let mut saw_waiting = false;

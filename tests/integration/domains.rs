@@ -188,7 +188,9 @@ async fn a_verified_domain_routes_to_the_project_and_stops_when_deleted() {
     commit(repo.path(), "v1");
     let git = json!({"repo_url": format!("file://{}", repo.path().display())});
     env.put("/api/workspaces/acme/projects/web/git", &owner, git).await.expect(201);
-    env.patch("/api/workspaces/acme/projects/web", &owner, json!({"build": {"builder": "dockerfile"}})).await.expect(200);
+    env.patch("/api/workspaces/acme/projects/web", &owner, json!({"build": {"builder": "dockerfile"}}))
+        .await
+        .expect(200);
     let r = env.post("/api/workspaces/acme/projects/web/deployments", &owner, json!({})).await.expect(202);
     let d = wait_for(&env, &owner, r.data()["id"].as_str().unwrap(), &["running", "failed"], Duration::from_secs(120))
         .await;
@@ -225,7 +227,8 @@ async fn the_console_domain_serves_the_api_through_the_proxy() {
         c.console_domain = Some("console.example.test".into());
     })
     .await;
-    let r = env.http.get(format!("{}/api/health", env.apps)).header("Host", "console.example.test").send().await.unwrap();
+    let r =
+        env.http.get(format!("{}/api/health", env.apps)).header("Host", "console.example.test").send().await.unwrap();
     assert_eq!(r.status(), 200);
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["data"]["status"], json!("ok"), "{body}");

@@ -30,6 +30,7 @@ async fn a_custom_domain_gets_a_certificate_and_redeploys_over_https_lose_nothin
             c.acme_ca_root = Some(ca_root);
             c.public_ips = vec!["127.0.0.1".parse().unwrap()];
             c.dns_resolver = Some(dns.parse().unwrap());
+            c.hsts_max_age = 600;
         },
         http,
         https,
@@ -89,18 +90,25 @@ async fn a_custom_domain_gets_a_certificate_and_redeploys_over_https_lose_nothin
     let url = format!("https://shop.example.test:{https_port}/");
     let r = client.get(&url).send().await.unwrap();
     assert_eq!(r.status(), 200);
+
     assert_eq!(r.text().await.unwrap(), "v1");
 
-    // Plain HTTP now redirects (308) to HTTPS, keeping the path.
-    let r = env
-        .http
-        .get(format!("http://127.0.0.1:{http_port}/a/b?c=1"))
-        .header("Host", "shop.example.test")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 308);
+    // Plain HTTP now redirects (308) to HTTPS, keeping the path (routes follow the certificate's issue event).
+    let r = eventually(Duration::from_secs(10), "the HTTPS redirect", || async {
+        let r = env
+            .http
+            .get(format!("http://127.0.0.1:{http_port}/a/b?c=1"))
+            .header("Host", "shop.example.test")
+            .send()
+            .await
+            .unwrap();
+        (r.status() == 308).then_some(r)
+    })
+    .await;
     assert_eq!(r.headers()["location"], format!("https://shop.example.test:{https_port}/a/b?c=1").as_str());
+
+    let r = client.get(&url).send().await.unwrap();
+    assert_eq!(r.headers()["strict-transport-security"], "max-age=600", "HSTS once the certificate is active");
 
     // A redeploy of a new version while a client keeps requesting over HTTPS: no request fails.
     write_app(repo.path(), "v2", 8080);

@@ -53,14 +53,13 @@ pub async fn access_logs(
             .filter(|n| *n >= 0)
             .ok_or_else(|| ServiceError::invalid("after", format!("'{s}' is not a sequence number (0 or more)")))?,
     };
-    let limit = match q.limit.as_deref() {
-        None => 100,
-        Some(s) => s
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=1000).contains(n))
-            .ok_or_else(|| ServiceError::invalid("limit", format!("'{s}' must be a whole number from 1 to 1000")))?,
-    };
+    let limit =
+        match q.limit.as_deref() {
+            None => 100,
+            Some(s) => s.parse::<u32>().ok().filter(|n| (1..=1000).contains(n)).ok_or_else(|| {
+                ServiceError::invalid("limit", format!("'{s}' must be a whole number from 1 to 1000"))
+            })?,
+        };
     let status = q.status.as_deref().map(parse_status_filter).transpose()?;
     let entries = state.services.access_logs(&actor, &ws, &p, after, status, limit).await?;
     let last_seq = entries.last().map_or(after, |e| e.seq);

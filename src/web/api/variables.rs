@@ -244,7 +244,10 @@ pub async fn update_env(
     ApiQuery(q): ApiQuery<EnvQuery>,
     ApiJson(body): ApiJson<UpdateVariableRequest>,
 ) -> Result<Response, ApiError> {
-    Ok(ok(state.services.update_variable(&actor, &ws, target(Some(p), &q), &key, body.value.clone(), body.change()).await?))
+    Ok(ok(state
+        .services
+        .update_variable(&actor, &ws, target(Some(p), &q), &key, body.value.clone(), body.change())
+        .await?))
 }
 
 /// Deletes a variable (admin).
@@ -337,7 +340,10 @@ pub async fn update_ws_var(
     Path((ws, key)): Path<(String, String)>,
     ApiJson(body): ApiJson<UpdateVariableRequest>,
 ) -> Result<Response, ApiError> {
-    Ok(ok(state.services.update_variable(&actor, &ws, VarTarget::default(), &key, body.value.clone(), body.change()).await?))
+    Ok(ok(state
+        .services
+        .update_variable(&actor, &ws, VarTarget::default(), &key, body.value.clone(), body.change())
+        .await?))
 }
 
 /// Deletes a workspace variable (admin).
