@@ -226,3 +226,77 @@ async fn status_measures_replicas_and_shows_a_crash_loop() {
     assert_eq!(s["project"]["status"], json!("crash_looping"), "{s}");
     assert_eq!(s["pods"]["ready"], json!(0), "{s}");
 }
+
+#[tokio::test]
+async fn an_image_project_runs_its_image_without_a_build() {
+    let (env, owner, _cleanup, _repo) = deploy_setup(0, "unused").await;
+    let start = "mkdir -p /www && echo from the image > /www/index.html && busybox httpd -f -p 8080 -h /www";
+    env.post(
+        "/api/workspaces/acme/projects",
+        &owner,
+        json!({"name": "svc", "port": 8080, "image": BASE_IMAGE, "runtime": {"start_command": start}}),
+    )
+    .await
+    .expect(201);
+    let d = deploy(&env, &owner, &format!("{BASE}/deployments"), json!({})).await;
+    assert_eq!(d["status"], json!("running"), "{d}");
+    assert_eq!(d["image"], json!(BASE_IMAGE), "the project's image runs as it is: {d}");
+    assert!(
+        d["events"].as_array().unwrap().iter().all(|e| e["status"] != json!("building")),
+        "nothing is built for an image project: {d}"
+    );
+    assert_eq!(get_path(&env, "/").await, "from the image\n");
+    // There is no commit to build from.
+    let r = env.post(&format!("{BASE}/deployments"), &owner, json!({"commit": "abcdef1"})).await.expect(400);
+    assert!(r.error().contains("prebuilt image"), "{}", r.error());
+}
+
+#[tokio::test]
+async fn cancel_stops_a_running_build_at_once_and_a_newer_deploy_supersedes_a_queued_one() {
+    let (env, owner, _cleanup, repo) = deploy_setup(0, "v1").await;
+    let dir = repo.path();
+    std::fs::write(
+        dir.join("Dockerfile"),
+        format!("FROM {BASE_IMAGE}\nRUN echo long build starts && sleep 120\nCMD [\"busybox\", \"httpd\", \"-f\"]\n"),
+    )
+    .unwrap();
+    commit(dir, "a build that takes two minutes");
+    create_svc(&env, &owner, dir, json!({})).await;
+    let path = format!("{BASE}/deployments");
+    let slow =
+        env.post(&path, &owner, json!({"no_cache": true})).await.expect(202).data()["id"].as_str().unwrap().to_owned();
+    // Two more while it builds: the newer one supersedes the older queued one, which never starts.
+    let queued = env.post(&path, &owner, json!({})).await.expect(202).data()["id"].as_str().unwrap().to_owned();
+    let newest = env.post(&path, &owner, json!({})).await.expect(202).data()["id"].as_str().unwrap().to_owned();
+    let q = env.get(&format!("/api/workspaces/acme/deployments/{queued}"), &owner).await.expect(200);
+    assert_eq!(q.data()["status"], json!("superseded"), "{}", q.body);
+    let said = q.data()["events"].as_array().unwrap().iter().any(|e| {
+        e["status"] == json!("superseded") && e["message"].as_str().unwrap_or_default().contains("superseded by")
+    });
+    assert!(said, "the event says which deployment took over: {}", q.body);
+
+    let started = Instant::now();
+    while !build_log(&env, &owner, &slow).await.contains("long build starts") {
+        assert!(started.elapsed() < Duration::from_secs(60), "the slow build never started");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let cancelled_at = Instant::now();
+    env.post(&format!("/api/workspaces/acme/deployments/{slow}/cancel"), &owner, json!({})).await.expect(200);
+    let d = wait_for(&env, &owner, &slow, &["cancelled"], Duration::from_secs(10)).await;
+    assert!(cancelled_at.elapsed() < Duration::from_secs(5), "cancel took {:?}", cancelled_at.elapsed());
+    assert_eq!(d["status"], json!("cancelled"));
+    // The engine stopped building: no build container keeps sleeping.
+    let started = Instant::now();
+    loop {
+        let ps = sh(dir, "docker", &["ps", "--no-trunc", "--format", "{{.Command}}"]);
+        if !ps.contains("long build starts") {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "the build container still runs: {ps}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The newest deployment goes on to build after the cancelled one (and is cancelled too, to end the test fast).
+    wait_for(&env, &owner, &newest, &["building"], Duration::from_secs(30)).await;
+    env.post(&format!("/api/workspaces/acme/deployments/{newest}/cancel"), &owner, json!({})).await.expect(200);
+    wait_for(&env, &owner, &newest, &["cancelled"], Duration::from_secs(10)).await;
+}
