@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::http::uri::PathAndQuery;
 use hyper::upgrade::OnUpgrade;
 use hyper::{Request, Response, StatusCode, Uri, Version};
 use hyper_util::rt::TokioIo;
@@ -14,12 +15,15 @@ use super::body::UpstreamBody;
 use super::error::{ProxyError, error_response};
 use super::headers::{self, ForwardedProto, X_REQUEST_ID};
 use super::routes::{Backend, normalize_host};
+use super::upstream::{PooledBody, SendError};
 use super::{Proxy, ProxyBody};
 
 /// What the serve loop knows about the connection a request arrived on.
 #[derive(Debug, Clone)]
 pub(crate) struct ConnInfo {
     pub peer: SocketAddr,
+    /// The peer's address as an `X-Forwarded-For` entry, made once for all the connection's requests.
+    pub client_address: HeaderValue,
     pub proto: ForwardedProto,
     /// Cancelled when the listener finished draining: upgraded tunnels close then.
     pub tunnels: CancellationToken,
@@ -159,12 +163,12 @@ impl Proxy {
         if parts.version >= Version::HTTP_2 {
             headers::join_cookies(&mut outgoing);
         }
-        headers::set_forwarded(&mut outgoing, conn.peer.ip(), conn.proto, &original_host);
+        headers::set_forwarded(&mut outgoing, &conn.client_address, conn.proto, &original_host);
         outgoing.insert(header::HOST, original_host);
         outgoing.insert(X_REQUEST_ID, request_id.clone());
         let target = Target { method: parts.method, path: path_and_query(&parts.uri), headers: outgoing };
 
-        let mut response = self.send_with_retry(&backend, &host, &target, body).await?;
+        let mut response = self.send_with_retry(&backend, &host, target, body).await?;
         let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
         if switching {
             // A 101 for a request that did not ask to upgrade breaks the protocol (RFC 9110 §15.2.2).
@@ -188,19 +192,24 @@ impl Proxy {
         &self,
         backend: &Backend,
         host: &str,
-        target: &Target,
+        target: Target,
         body: Incoming,
-    ) -> Result<Response<Incoming>, ProxyError> {
+    ) -> Result<Response<PooledBody>, ProxyError> {
         let mut body = Some(body);
-        let mut last_error: Option<hyper_util::client::legacy::Error> = None;
-        for addr in backend.attempt_order() {
-            let Some(attempt_body) = body.take() else { break };
+        let mut target = Some(target);
+        let mut last_error: Option<SendError> = None;
+        let order = backend.attempt_order();
+        let attempts = order.len();
+        for (attempt, addr) in order.into_iter().enumerate() {
+            // Only a request that may be retried needs its head kept; the last attempt takes it.
+            let head = if attempt + 1 < attempts { target.clone() } else { target.take() };
+            let (Some(attempt_body), Some(head)) = (body.take(), head) else { break };
             let (upstream_body, slot) = UpstreamBody::new(attempt_body);
-            let req = target.request(addr, upstream_body)?;
-            match tokio::time::timeout(self.config.response_timeout, self.client.request(req)).await {
+            let req = head.into_request(upstream_body);
+            match tokio::time::timeout(self.config.response_timeout, self.upstreams.send(addr, req)).await {
                 Ok(Ok(response)) => return Ok(response),
-                Ok(Err(error)) if error.is_connect() => {
-                    tracing::warn!(upstream = %addr, host, error = ?error, "upstream connect failed; ejecting it");
+                Ok(Err(error @ SendError::Connect { .. })) => {
+                    tracing::warn!(upstream = %addr, host, error = %error, "upstream connect failed; ejecting it");
                     self.stats.connect_failure();
                     backend.eject(addr, self.config.eject_for);
                     body = slot.reclaim();
@@ -219,33 +228,35 @@ impl Proxy {
 }
 
 /// The parts of the upstream request that stay the same across retries.
+#[derive(Clone)]
 struct Target {
     method: hyper::Method,
-    path: String,
+    path: PathAndQuery,
     headers: HeaderMap,
 }
 
 impl Target {
-    fn request(&self, addr: SocketAddr, body: UpstreamBody) -> Result<Request<UpstreamBody>, ProxyError> {
-        let uri: Uri = format!("http://{addr}{}", self.path).parse().map_err(|e: hyper::http::uri::InvalidUri| {
-            ProxyError::BadGateway { host: addr.to_string(), source: e.into() }
-        })?;
+    /// The request to send to a replica.
+    fn into_request(self, body: UpstreamBody) -> Request<UpstreamBody> {
         let mut req = Request::new(body);
-        *req.method_mut() = self.method.clone();
-        *req.uri_mut() = uri;
+        *req.method_mut() = self.method;
+        // Origin form (RFC 9112 §3.2.1): the replica is reached directly, `Host` says which site.
+        *req.uri_mut() = Uri::from(self.path);
         // Upstreams always get HTTP/1.1: keep-alive and upgrades depend on it (RFC 9112 §9.3, RFC 9110 §7.8).
         *req.version_mut() = Version::HTTP_11;
-        *req.headers_mut() = self.headers.clone();
-        Ok(req)
+        *req.headers_mut() = self.headers;
+        req
     }
 }
 
 /// The request target in origin form (RFC 9112 §3.2.1): path and query, `/` when empty.
-fn path_and_query(uri: &Uri) -> String {
+fn path_and_query(uri: &Uri) -> PathAndQuery {
     match uri.path_and_query() {
-        Some(pq) if pq.as_str().starts_with('/') => pq.as_str().to_owned(),
-        Some(pq) => format!("/{}", pq.as_str()),
-        None => "/".to_owned(),
+        Some(pq) if pq.as_str().starts_with('/') => pq.clone(),
+        Some(pq) => {
+            PathAndQuery::try_from(format!("/{}", pq.as_str())).unwrap_or_else(|_| PathAndQuery::from_static("/"))
+        }
+        None => PathAndQuery::from_static("/"),
     }
 }
 

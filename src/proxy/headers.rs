@@ -16,7 +16,7 @@ pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-ho
 /// The headers that describe one connection rather than the message, so a proxy must not forward them
 /// (RFC 9110 §7.6.1; `Keep-Alive` and `Proxy-Connection` are the legacy ones it names, `Proxy-Authenticate` and
 /// `Proxy-Authorization` are meant for this hop only per RFC 9110 §11.7).
-const HOP_BY_HOP: [HeaderName; 9] = [
+static HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -58,13 +58,36 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
 /// set (an upgrade request, or the 101 answering it), `Upgrade` and a `Connection: upgrade` are kept, since the
 /// protocol switch must reach the other side for the proxy to splice the two connections (RFC 9110 §7.8).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    let upgrade = if keep_upgrade { headers.get(header::UPGRADE).cloned() } else { None };
-    for token in connection_tokens(headers) {
-        if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
-            headers.remove(name);
+    // One pass over the names finds which hop-by-hop headers are there at all (usually none, or `Connection`), so
+    // the common message costs comparisons rather than nine hashed removals.
+    let mut present = [false; 9];
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+            present[i] = true;
         }
     }
-    for name in &HOP_BY_HOP {
+    if !present.contains(&true) {
+        // Without a `Connection` header no other header can be named as hop-by-hop either.
+        return;
+    }
+    let upgrade = if keep_upgrade { headers.get(header::UPGRADE).cloned() } else { None };
+    // Options that name no header of their own (`close`) or one removed below anyway cost no lookup; a header
+    // name is made only for the rare custom option such as `Connection: x-private`.
+    let mut named: Vec<HeaderName> = Vec::new();
+    for value in headers.get_all(header::CONNECTION) {
+        for token in value.as_bytes().split(|b| *b == b',').map(<[u8]>::trim_ascii) {
+            let handled = token.is_empty()
+                || token.eq_ignore_ascii_case(b"close")
+                || HOP_BY_HOP.iter().any(|h| token.eq_ignore_ascii_case(h.as_str().as_bytes()));
+            if !handled && let Ok(name) = HeaderName::from_bytes(token) {
+                named.push(name);
+            }
+        }
+    }
+    for name in named {
+        headers.remove(name);
+    }
+    for (name, _) in HOP_BY_HOP.iter().zip(present).filter(|(_, here)| *here) {
         headers.remove(name);
     }
     if let Some(upgrade) = upgrade {
@@ -105,21 +128,30 @@ fn connection_tokens(headers: &HeaderMap) -> Vec<String> {
 /// to whatever earlier proxies sent (all values joined into one, in order), `X-Forwarded-Proto` is replaced by
 /// `proto`, and `X-Forwarded-Host` is replaced by the `Host` the client sent. The previous values of the last two are
 /// not trusted: only this proxy knows how the client reached it.
-pub fn set_forwarded(headers: &mut HeaderMap, client: IpAddr, proto: ForwardedProto, original_host: &HeaderValue) {
-    let mut chain: Vec<String> = headers
-        .get_all(&X_FORWARDED_FOR)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .map(|v| v.trim().to_owned())
-        .filter(|v| !v.is_empty())
-        .collect();
-    chain.push(client.to_string());
-    headers.remove(&X_FORWARDED_FOR);
-    if let Ok(value) = HeaderValue::from_str(&chain.join(", ")) {
-        headers.insert(X_FORWARDED_FOR, value);
-    }
+pub fn set_forwarded(
+    headers: &mut HeaderMap,
+    client: &HeaderValue,
+    proto: ForwardedProto,
+    original_host: &HeaderValue,
+) {
+    let mut earlier = headers.get_all(&X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()).map(str::trim);
+    let chain = match earlier.next() {
+        // The usual case, a client that came straight here: the value is the connection's, made once.
+        None => client.clone(),
+        Some(first) => {
+            let mut chain: Vec<&str> = std::iter::once(first).chain(earlier).filter(|v| !v.is_empty()).collect();
+            chain.push(client.to_str().unwrap_or_default());
+            HeaderValue::from_str(&chain.join(", ")).unwrap_or_else(|_| client.clone())
+        }
+    };
+    headers.insert(X_FORWARDED_FOR, chain);
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto.as_str()));
     headers.insert(X_FORWARDED_HOST, original_host.clone());
+}
+
+/// The `X-Forwarded-For` entry for a client address, made once per connection.
+pub fn client_address(client: IpAddr) -> HeaderValue {
+    HeaderValue::from_str(&client.to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
 
 /// The request id for this request: the client's `X-Request-Id` when it is a plausible id (1–128 characters from
@@ -130,8 +162,9 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
     match incoming {
         Some(value) => value.clone(),
         None => {
-            let id = uuid::Uuid::now_v7().hyphenated().to_string();
-            HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+            let mut buffer = uuid::Uuid::encode_buffer();
+            let id = uuid::Uuid::now_v7().hyphenated().encode_lower(&mut buffer);
+            HeaderValue::from_str(id).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
         }
     }
 }

@@ -18,7 +18,9 @@ mod routes;
 mod stats;
 #[cfg(test)]
 mod tests;
+mod upstream;
 mod wellknown;
+mod workers;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -32,8 +34,6 @@ use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -48,7 +48,6 @@ pub use idle::ConnBody;
 pub use routes::{Backend, RouteTable, normalize_host};
 pub use stats::ProxyStats;
 
-use body::UpstreamBody;
 use forward::ConnInfo;
 use idle::Activity;
 use stats::Counters;
@@ -70,6 +69,8 @@ pub struct ProxyConfig {
     pub idle_timeout: Duration,
     /// How long a replica that refused a connection is tried last. Default 10 s.
     pub eject_for: Duration,
+    /// How many threads serve client connections, per listener. Default: one per core.
+    pub workers: usize,
 }
 
 impl Default for ProxyConfig {
@@ -79,6 +80,7 @@ impl Default for ProxyConfig {
             response_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(90),
             eject_for: Duration::from_secs(10),
+            workers: std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
         }
     }
 }
@@ -98,7 +100,8 @@ pub struct Proxy {
     access: std::sync::OnceLock<access::AccessLog>,
     /// Domain verification tokens answered at `/.well-known/berth-verification/<token>`.
     verification: ArcSwap<wellknown::VerificationTokens>,
-    client: Client<HttpConnector, UpstreamBody>,
+    /// Kept-alive connections to the replicas.
+    upstreams: Arc<upstream::Upstreams>,
     /// Serves HTTP/1.1 or HTTP/2, by what the client's first bytes are (the HTTP/2 preface or not).
     server: auto::Builder<TokioExecutor>,
     stats: Counters,
@@ -110,16 +113,7 @@ impl Proxy {
     /// A proxy with an empty route table (every host gets 404 until the first [`Proxy::publish`]). Needs no runtime;
     /// the client's pool spawns its tasks lazily on first use.
     pub fn new(config: ProxyConfig) -> Arc<Proxy> {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(config.connect_timeout));
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(config.idle_timeout)
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            // The proxy sets `Host` itself: the client's `Host`, never the replica's address.
-            .set_host(false)
-            .build(connector);
+        let upstreams = upstream::Upstreams::new(config.connect_timeout, config.idle_timeout);
         let mut server = auto::Builder::new(TokioExecutor::new());
         server.http1().timer(TokioTimer::new()).header_read_timeout(config.idle_timeout).keep_alive(true);
         // HTTP/2 keeps hyper's limits (200 concurrent streams, rapid-reset protection); the timer is for its pings.
@@ -131,7 +125,7 @@ impl Proxy {
             access: std::sync::OnceLock::new(),
             https_port: std::sync::atomic::AtomicU16::new(443),
             hsts_max_age: std::sync::atomic::AtomicU32::new(0),
-            client,
+            upstreams,
             server,
             stats: Counters::default(),
             http01: Http01Tokens::new(),
@@ -244,10 +238,12 @@ impl Proxy {
         handshake: H,
     ) -> io::Result<()>
     where
-        H: Fn(TcpStream) -> F,
+        H: Fn(TcpStream) -> F + Send + Sync + 'static,
         F: Future<Output = io::Result<S>> + Send + 'static,
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        let workers = workers::Workers::start(self.config.workers)?;
+        let handshake = Arc::new(handshake);
         // Every connection task holds a clone of `in_flight`; draining is waiting for all of them to be dropped.
         let (in_flight, mut drained) = mpsc::channel::<()>(1);
         let stop_connections = CancellationToken::new();
@@ -266,19 +262,39 @@ impl Proxy {
                 }
             };
             let _ = stream.set_nodelay(true);
-            let handshaking = handshake(stream);
+            // Re-registered with the worker's own reactor, so its readiness events wake no other thread.
+            let stream = match stream.into_std() {
+                Ok(stream) => stream,
+                Err(error) => {
+                    tracing::debug!(peer = %peer, error = %error, "could not hand the connection to a worker");
+                    continue;
+                }
+            };
+            let handshake = handshake.clone();
             let activity = Activity::new();
             let service = ProxyService {
                 proxy: self.clone(),
-                conn: Arc::new(ConnInfo { peer, proto, tunnels: tunnels.clone() }),
+                conn: Arc::new(ConnInfo {
+                    peer,
+                    client_address: headers::client_address(peer.ip()),
+                    proto,
+                    tunnels: tunnels.clone(),
+                }),
                 activity: activity.clone(),
             };
             let idle = self.config.idle_timeout;
             let server = self.server.clone();
             let stop = stop_connections.clone();
             let guard = in_flight.clone();
-            tokio::spawn(async move {
+            workers.next().spawn(async move {
                 let _guard = guard;
+                let handshaking = match TcpStream::from_std(stream) {
+                    Ok(stream) => handshake(stream),
+                    Err(error) => {
+                        tracing::debug!(peer = %peer, error = %error, "could not register the connection");
+                        return;
+                    }
+                };
                 let io = match handshaking.await {
                     Ok(io) => io,
                     Err(error) => {
@@ -319,6 +335,7 @@ impl Proxy {
             tracing::warn!(drain = ?drain, "proxy drain deadline passed with requests still in flight");
         }
         tunnels.cancel();
+        drop(workers);
         Ok(())
     }
 }
