@@ -34,8 +34,9 @@ impl Activity {
 
     /// Marks a request as started; it ends when the returned guard is dropped (attach it to the response body).
     pub(crate) fn begin(self: &Arc<Self>) -> InFlight {
+        // No clock read: while a request is in flight the connection is not idle, whatever the time; the end of
+        // the request is what the idle timeout counts from.
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        self.touch();
         InFlight(self.clone())
     }
 
