@@ -157,11 +157,11 @@ fn container_name(ws: &Workspace, name: &str) -> String {
 }
 
 fn password_aad(id: &str) -> String {
-    format!("database:{id}:password")
+    super::secrets::database_aad(id, "password")
 }
 
 fn admin_aad(id: &str) -> String {
-    format!("database:{id}:admin")
+    super::secrets::database_aad(id, "admin")
 }
 
 /// A free TCP port on the host, for a public database (the engine binds it right after).

@@ -58,11 +58,17 @@ pub struct Rotation {
     pub new_key_id: String,
     pub variables: usize,
     pub git_connections: usize,
+    pub databases: usize,
 }
 
 /// The associated data binding a sealed variable value to its row.
 pub fn variable_aad(id: &str) -> String {
     format!("var:{id}")
+}
+
+/// The associated data binding a managed database's sealed password (`which`: `password` or `admin`) to it.
+pub fn database_aad(id: &str, which: &str) -> String {
+    format!("database:{id}:{which}")
 }
 
 /// Re-encrypts every sealed value under a new key, without loss even if interrupted:
@@ -82,8 +88,8 @@ pub async fn rotate(store: &Store, key_path: &Path) -> Result<Rotation, ServiceE
     }
     let new_ring = Arc::new(Keyring::load_or_create(&new_path)?);
     let (old_key_id, new_key_id) = (ring.current_id().to_owned(), new_ring.current_id().to_owned());
-    let (variables, git_connections) = store
-        .write(move |tx| -> Result<(usize, usize), ServiceError> {
+    let (variables, git_connections, databases) = store
+        .write(move |tx| -> Result<(usize, usize, usize), ServiceError> {
             let reseal = |sealed: &str, aad: &str| -> Result<String, ServiceError> {
                 Ok(new_ring.seal(&ring.open(sealed, aad)?, aad)?)
             };
@@ -102,7 +108,13 @@ pub async fn rotate(store: &Store, key_path: &Path) -> Result<Rotation, ServiceE
                 };
                 store::git::upsert(tx, &g)?;
             }
-            Ok((vars.len(), gits.len()))
+            let dbs = store::databases::all(tx)?;
+            for d in &dbs {
+                let password = reseal(&d.password, &database_aad(&d.id, "password"))?;
+                let admin = reseal(&d.admin_password, &database_aad(&d.id, "admin"))?;
+                store::databases::reseal(tx, &d.id, &password, &admin)?;
+            }
+            Ok((vars.len(), gits.len(), dbs.len()))
         })
         .await?;
     let io = |e: std::io::Error| ServiceError::Internal(format!("while replacing {}: {e}", path.display()));
@@ -113,5 +125,5 @@ pub async fn rotate(store: &Store, key_path: &Path) -> Result<Rotation, ServiceE
     {
         let _ = d.sync_all();
     }
-    Ok(Rotation { old_key_id, new_key_id, variables, git_connections })
+    Ok(Rotation { old_key_id, new_key_id, variables, git_connections, databases })
 }

@@ -110,6 +110,20 @@ pub fn due_backups(conn: &Connection, at: Timestamp) -> Result<Vec<DatabaseRow>,
         .collect::<Result<_, _>>()?)
 }
 
+/// Every database of the instance (key rotation re-seals their passwords).
+pub fn all(conn: &Connection) -> Result<Vec<DatabaseRow>, StoreError> {
+    Ok(conn.prepare("SELECT * FROM databases")?.query_map([], from_row)?.collect::<Result<_, _>>()?)
+}
+
+/// Replaces the sealed passwords (key rotation).
+pub fn reseal(conn: &Connection, id: &str, password: &str, admin_password: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE databases SET password = ?2, admin_password = ?3 WHERE id = ?1",
+        params![id, password, admin_password],
+    )?;
+    Ok(())
+}
+
 pub fn set_running(conn: &Connection, id: &str, running: bool) -> Result<(), StoreError> {
     conn.execute(
         "UPDATE databases SET desired = ?2 WHERE id = ?1",

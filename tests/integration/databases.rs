@@ -9,7 +9,6 @@ use crate::support::{Cred, TestEnv};
 use serde_json::{Value, json};
 use sha2::Digest;
 use std::collections::HashMap;
-use std::path::Path;
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -18,17 +17,7 @@ use std::time::{Duration, Instant};
 fn db_images() -> &'static HashMap<String, String> {
     static IMAGES: OnceLock<HashMap<String, String>> = OnceLock::new();
     IMAGES.get_or_init(|| {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/make-db-images.sh");
-        let started = Instant::now();
-        let out = Command::new("bash").arg(&script).output().expect("bash must be installed to run make-db-images.sh");
-        assert!(
-            out.status.success(),
-            "{} failed (it needs docker and debootstrap: apt-get install -y debootstrap): {}",
-            script.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        eprintln!("databases: images ready in {} ms", started.elapsed().as_millis());
-        String::from_utf8_lossy(&out.stdout)
+        crate::support::fixture_script("make-db-images.sh")
             .lines()
             .filter_map(|l| l.split_once(' ').map(|(k, v)| (k.to_owned(), v.trim().to_owned())))
             .collect()
@@ -181,6 +170,13 @@ async fn round_trip(c: &Client) {
     assert_eq!(r.code(), "database_exists");
     let audit = env.get(&format!("{ws}/audit"), &owner).await.expect(200);
     assert!(!audit.body.to_string().contains(&password), "audit rows never hold credentials");
+    for file in ["berth.db", "berth.db-wal"] {
+        let raw = std::fs::read(env.config.data_dir.join(file)).unwrap_or_default();
+        assert!(
+            !raw.windows(password.len()).any(|w| w == password.as_bytes()),
+            "{file} holds the password in the clear"
+        );
+    }
 
     // Members see it masked; other workspaces do not see it at all.
     let member = env.key_with_role(&owner, "acme", "member").await;
