@@ -128,8 +128,9 @@ impl DatabaseKind {
     }
 
     /// The command that replaces the image's, when the engine is configured through it: Redis takes its password
-    /// and persistence (append-only file, plus RDB snapshots) on the command line, and allows `DEBUG RELOAD`
-    /// from inside its container only, which restores use.
+    /// and persistence (append-only file, plus RDB snapshots) on the command line, allows `DEBUG RELOAD` from
+    /// inside its container only, which restores use, and sends a snapshot to `redis-cli --rdb` (backups) at
+    /// once instead of waiting 5 s for more replicas.
     pub fn container_cmd(self, c: &Credentials) -> Option<Vec<String>> {
         match self {
             DatabaseKind::Redis => Some(
@@ -141,6 +142,8 @@ impl DatabaseKind {
                     "yes",
                     "--enable-debug-command",
                     "local",
+                    "--repl-diskless-sync-delay",
+                    "0",
                 ]
                 .map(str::to_owned)
                 .to_vec(),

@@ -208,7 +208,7 @@ impl Services {
             None => self.database_status(&row).await?,
         };
         let id = row.id.clone();
-        let last = self.store.read(move |c| store::databases::backups_for(c, &id)).await?.into_iter().next();
+        let last = self.store.read(move |c| store::databases::latest_backup(c, &id)).await?;
         let host = host_name(&row);
         let port = row.kind.port();
         let (password, connection_string) = if reveal {

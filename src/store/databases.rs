@@ -242,6 +242,16 @@ pub fn backups_for(conn: &Connection, database_id: &str) -> Result<Vec<BackupRow
         .collect::<Result<_, _>>()?)
 }
 
+/// A database's newest backup.
+pub fn latest_backup(conn: &Connection, database_id: &str) -> Result<Option<BackupRow>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT * FROM database_backups WHERE database_id = ?1 ORDER BY started_at DESC, id DESC LIMIT 1",
+        )?
+        .query_row([database_id], backup_from_row)
+        .optional()?)
+}
+
 /// Backups still `running` (after a restart: interrupted ones).
 pub fn running_backups(conn: &Connection) -> Result<Vec<BackupRow>, StoreError> {
     Ok(conn

@@ -178,6 +178,7 @@ async fn round_trip(c: &Client) {
         );
     }
 
+    eprintln!("databases: {} created at {} ms", c.kind, started.elapsed().as_millis());
     // Members see it masked; other workspaces do not see it at all.
     let member = env.key_with_role(&owner, "acme", "member").await;
     let r = env.get(&format!("{ws}/databases/{id}"), &member).await.expect(200);
@@ -214,10 +215,12 @@ async fn round_trip(c: &Client) {
     let (_, app) = docker(&["ps", "-q", "--filter", &format!("label=berth.project={project_id}")]);
     let app = app.lines().next().unwrap().to_owned();
 
+    eprintln!("databases: {} app deployed at {} ms", c.kind, started.elapsed().as_millis());
     // Write, back up, delete, restore, read back.
     in_app(&app, c, c.write);
     assert_eq!(in_app(&app, c, c.read), "apple,pear");
     let backup = backup_now(&env, &owner, &id).await;
+    eprintln!("databases: {} backed up at {} ms", c.kind, started.elapsed().as_millis());
     in_app(&app, c, c.delete);
     assert_eq!(in_app(&app, c, c.read), "");
     let path = format!("{ws}/databases/{id}/backups/{backup}/restore");
@@ -229,6 +232,7 @@ async fn round_trip(c: &Client) {
     assert_eq!(r.data()["safety_backup"]["trigger"], json!("pre_restore"), "{}", r.body);
     assert_eq!(in_app(&app, c, c.read), "apple,pear");
 
+    eprintln!("databases: {} restored at {} ms", c.kind, started.elapsed().as_millis());
     // The same after a Berth restart and a database restart: the restored data stays, backups still work.
     let env = env.restart().await;
     let r = env.get(&format!("{ws}/databases/{id}"), &owner).await.expect(200);
@@ -243,6 +247,7 @@ async fn round_trip(c: &Client) {
         .expect(200);
     assert_eq!(in_app(&app, c, c.read), "apple,pear");
 
+    eprintln!("databases: {} after restarts at {} ms", c.kind, started.elapsed().as_millis());
     // Restore into a new database leaves the original alone.
     in_app(&app, c, c.delete);
     let r = env
@@ -256,6 +261,7 @@ async fn round_trip(c: &Client) {
     let (ok, _) = docker(&["volume", "inspect", copy["volume"].as_str().unwrap()]);
     assert!(ok);
 
+    eprintln!("databases: {} restored into a copy at {} ms", c.kind, started.elapsed().as_millis());
     // Deleting needs the name; the volume survives unless purged.
     let volume = db["volume"].as_str().unwrap().to_owned();
     let r = env.delete(&format!("{ws}/databases/{id}"), &owner).await.expect(400);
@@ -381,6 +387,24 @@ async fn scheduled_backups_run_and_retention_prunes_the_oldest_and_failures_show
         (r.data()["status"].clone(), r.data()["last_backup"]["status"].clone()),
         (json!("stopped"), json!("failed"))
     );
+
+    // A public database is published on a host port, with a warning; deletion also takes ?confirm= in the query.
+    let r = env
+        .post(&format!("{ws}/databases"), &owner, json!({"name": "pub", "type": "redis", "public": true}))
+        .await
+        .expect(201);
+    let (pub_id, port) = (r.data()["id"].as_str().unwrap().to_owned(), r.data()["public_port"].as_u64().unwrap());
+    assert!(r.data()["warning"].as_str().unwrap().contains(&port.to_string()), "{}", r.body);
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port as u16)).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    conn.write_all(b"PING\r\n").await.unwrap();
+    let mut buf = [0u8; 64];
+    let n = conn.read(&mut buf).await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).contains("NOAUTH"),
+        "redis answers on the public port, asking for the password"
+    );
+    env.delete(&format!("{ws}/databases/{pub_id}?confirm=pub&purge=true"), &owner).await.expect(200);
 
     // A workspace with databases cannot be deleted (that would orphan their data).
     let r = env.delete(ws, &owner).await.expect(409);

@@ -1,7 +1,7 @@
 //! Managed databases of a workspace and their backups.
 
 use super::error::ApiError;
-use super::extract::{ApiJson, Auth, OptionalJson};
+use super::extract::{ApiJson, ApiQuery, Auth, OptionalJson};
 use super::{CommonErrors, Envelope, created, ok};
 use crate::services::{Attached, BackupView, DatabaseInput, DatabaseView, DeletedDatabase, RestoreInput, RestoreView};
 use crate::web::AppState;
@@ -27,7 +27,18 @@ pub struct CreateDatabaseRequest {
     pub public: bool,
 }
 
-/// `DELETE …/databases/:id`.
+/// `DELETE …/databases/:id` as a query string, for clients that send no DELETE body.
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeleteDatabaseQuery {
+    /// The database's name, typed again.
+    pub confirm: Option<String>,
+    /// Also delete the volume (all data) and the backup files.
+    #[serde(default)]
+    pub purge: bool,
+}
+
+/// `DELETE …/databases/:id` (the same fields may come as `?confirm=&purge=`).
 #[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteDatabaseRequest {
@@ -123,16 +134,20 @@ pub async fn get_database(
 /// Deletes a database (admin) with `{"confirm": "<name>"}`. Its volume and backup files are kept unless
 /// `purge: true`.
 #[utoipa::path(delete, path = "/api/workspaces/{ws}/databases/{id}", tag = "databases",
-    params(("ws" = String, Path, description = "Workspace slug"), ("id" = String, Path, description = "Database id")),
+    params(("ws" = String, Path, description = "Workspace slug"), ("id" = String, Path, description = "Database id"),
+        DeleteDatabaseQuery),
     request_body = DeleteDatabaseRequest,
     responses((status = 200, description = "Deleted", body = Envelope<DeletedDatabase>), CommonErrors))]
 pub async fn delete_database(
     State(state): State<AppState>,
     Auth(actor): Auth,
     Path((ws, id)): Path<(String, String)>,
+    ApiQuery(query): ApiQuery<DeleteDatabaseQuery>,
     OptionalJson(body): OptionalJson<DeleteDatabaseRequest>,
 ) -> Result<Response, ApiError> {
-    Ok(ok(state.services.delete_database(&actor, &ws, &id, body.confirm.as_deref(), body.purge).await?))
+    let confirm = body.confirm.or(query.confirm);
+    let purge = body.purge || query.purge;
+    Ok(ok(state.services.delete_database(&actor, &ws, &id, confirm.as_deref(), purge).await?))
 }
 
 /// Starts the database (admin), re-creating its container on the same volume if it is gone, and waits
