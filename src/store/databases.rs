@@ -264,3 +264,99 @@ pub fn delete_backup(conn: &Connection, id: &str) -> Result<(), StoreError> {
     conn.execute("DELETE FROM database_backups WHERE id = ?1", [id])?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    fn row(id: &str, name: &str) -> DatabaseRow {
+        DatabaseRow {
+            id: id.into(),
+            workspace_id: "w1".into(),
+            name: name.into(),
+            kind: DatabaseKind::Postgresql,
+            version: "16".into(),
+            image: "postgres:16".into(),
+            username: "berth".into(),
+            password: "sealed".into(),
+            admin_password: "sealed-admin".into(),
+            database_name: name.replace('-', "_"),
+            public: false,
+            host_port: None,
+            running: true,
+            container: format!("berth-w-1-db-{name}"),
+            volume: format!("berth-db-{id}"),
+            backup_cron: None,
+            backup_retain: None,
+            next_backup_at: None,
+            created_at: Timestamp::parse("2026-01-01T00:00:00Z").unwrap(),
+        }
+    }
+
+    fn backup(id: &str, db: &str, at: &str) -> BackupRow {
+        BackupRow {
+            id: id.into(),
+            database_id: db.into(),
+            trigger: BackupTrigger::Schedule,
+            status: BackupStatus::Running,
+            file: None,
+            size_bytes: None,
+            sha256: None,
+            error: None,
+            started_at: Timestamp::parse(at).unwrap(),
+            finished_at: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn databases_and_backups_round_trip_and_schedules_come_due() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.db")).unwrap();
+        store
+            .write(|tx| {
+                tx.execute(
+                    "INSERT INTO workspaces (id, name, slug, namespace, created_at)
+                     VALUES ('w1', 'W', 'w', 'w-1', '2026-01-01T00:00:00Z')",
+                    [],
+                )?;
+                insert(tx, &row("d1", "shop"))?;
+                assert!(matches!(insert(tx, &row("d2", "shop")), Err(StoreError::Unique(_))), "names are unique");
+                insert(tx, &row("d3", "cache"))?;
+                let t = |s: &str| Timestamp::parse(s).unwrap();
+                set_schedule(tx, "d1", Some(("0 3 * * *", 7)), Some(t("2026-01-02T03:00:00Z")))?;
+                assert!(due_backups(tx, t("2026-01-02T02:59:59Z"))?.is_empty());
+                let due = due_backups(tx, t("2026-01-02T03:00:00Z"))?;
+                assert_eq!(due.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), ["d1"]);
+                assert_eq!((due[0].backup_cron.as_deref(), due[0].backup_retain), (Some("0 3 * * *"), Some(7)));
+                set_running(tx, "d3", false)?;
+                assert!(!get(tx, "d3")?.unwrap().running);
+
+                insert_backup(tx, &backup("b1", "d1", "2026-01-02T03:00:00Z"))?;
+                insert_backup(tx, &backup("b2", "d1", "2026-01-03T03:00:00Z"))?;
+                assert_eq!(running_backups(tx)?.len(), 2);
+                finish_backup(tx, "b1", Ok(("backups/d1/a.dump.gz", 42, "abc")), t("2026-01-02T03:00:05Z"))?;
+                finish_backup(tx, "b2", Err("pg_dump failed"), t("2026-01-03T03:00:05Z"))?;
+                let b1 = get_backup(tx, "b1")?.unwrap();
+                assert_eq!(
+                    (b1.status, b1.size_bytes, b1.file.as_deref()),
+                    (BackupStatus::Succeeded, Some(42), Some("backups/d1/a.dump.gz"))
+                );
+                let latest = latest_backup(tx, "d1")?.unwrap();
+                assert_eq!(
+                    (latest.id.as_str(), latest.status, latest.error.as_deref()),
+                    ("b2", BackupStatus::Failed, Some("pg_dump failed"))
+                );
+                assert_eq!(backups_for(tx, "d1")?.iter().map(|b| b.id.as_str()).collect::<Vec<_>>(), ["b2", "b1"]);
+                assert!(running_backups(tx)?.is_empty());
+                reseal(tx, "d1", "new", "new-admin")?;
+                assert_eq!(get(tx, "d1")?.unwrap().password, "new");
+                assert_eq!(count_for_workspace(tx, "w1")?, 2);
+                delete(tx, "d1")?;
+                assert!(get_backup(tx, "b1")?.is_none(), "backup rows go with their database");
+                Ok::<_, StoreError>(())
+            })
+            .await
+            .unwrap();
+    }
+}
