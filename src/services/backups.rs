@@ -375,6 +375,41 @@ impl Services {
         Ok(BackupFile { file_name, size, file })
     }
 
+    /// `DELETE …/backups/:b` (admin, audited): removes a finished backup and its file. A running one is 409.
+    pub async fn delete_backup(&self, actor: &Actor, ws: &str, id: &str, backup: &str) -> Result<(), ServiceError> {
+        let (access, row) = self.find_database(actor, ws, id, Role::Admin, "deleting backups").await?;
+        let (bid, did) = (backup.to_owned(), row.id.clone());
+        let b = self
+            .store
+            .read(move |c| store::databases::get_backup(c, &bid))
+            .await?
+            .filter(|b| b.database_id == did)
+            .ok_or_else(|| backup_not_found(backup))?;
+        if b.status == BackupStatus::Running {
+            return Err(ServiceError::conflict("backup_running", format!("backup {backup} is still running")));
+        }
+        if let Some(file) = &b.file {
+            match tokio::fs::remove_file(self.config.data_dir.join(file)).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(ServiceError::Internal(format!("while deleting {file}: {e}"))),
+            }
+        }
+        let entry = actor.audit(
+            Some(&access.workspace.id),
+            "database.backup.delete",
+            row.name.clone(),
+            serde_json::json!({"id": row.id, "backup": b.id}),
+        );
+        self.store
+            .write(move |tx| {
+                store::databases::delete_backup(tx, &b.id)?;
+                store::audit::insert(tx, &entry)?;
+                Ok::<_, ServiceError>(())
+            })
+            .await
+    }
+
     /// `POST …/backups/:b/restore {confirm | into}` (admin). Into the same database: `confirm` must be its name;
     /// a safety backup is taken first (if that fails, nothing is restored). Into a new database: `into` names it;
     /// the original is not touched. The file's checksum is verified before anything is changed.

@@ -376,6 +376,13 @@ async fn scheduled_backups_run_and_retention_prunes_the_oldest_and_failures_show
     listed.sort();
     assert_eq!(on_disk, listed, "exactly the listed backups have files");
 
+    // Deleting a backup (admin) removes its file too.
+    let manual_file = files.iter().find(|f| f.contains(manual.rsplit('-').next().unwrap())).unwrap().clone();
+    env.delete(&format!("{ws}/databases/{id}/backups/{manual}"), &member).await.expect(403);
+    env.delete(&format!("{ws}/databases/{id}/backups/{manual}"), &owner).await.expect(200);
+    assert!(!dir.join(&manual_file).exists());
+    env.delete(&format!("{ws}/databases/{id}/backups/{manual}"), &owner).await.expect(404);
+
     // A failed backup is visible on the backup and on the database.
     env.post(&format!("{ws}/databases/{id}/stop"), &owner, json!({})).await.expect(200);
     let r = env.post(&format!("{ws}/databases/{id}/backups"), &member, json!({})).await.expect(202);

@@ -95,6 +95,7 @@ const EXPECTED: &[(&str, &str)] = &[
     ("post", "/api/workspaces/{ws}/databases/{id}/attach"),
     ("get", "/api/workspaces/{ws}/databases/{id}/backups"),
     ("post", "/api/workspaces/{ws}/databases/{id}/backups"),
+    ("delete", "/api/workspaces/{ws}/databases/{id}/backups/{b}"),
     ("post", "/api/workspaces/{ws}/databases/{id}/backups/{b}/restore"),
     ("get", "/api/workspaces/{ws}/databases/{id}/backups/{b}/download"),
     ("put", "/api/workspaces/{ws}/databases/{id}/backup-schedule"),

@@ -2,6 +2,7 @@
 
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiQuery, Auth, OptionalJson};
+use super::views::Deleted;
 use super::{CommonErrors, Envelope, created, ok};
 use crate::services::{Attached, BackupView, DatabaseInput, DatabaseView, DeletedDatabase, RestoreInput, RestoreView};
 use crate::web::AppState;
@@ -242,6 +243,20 @@ pub async fn restore_backup(
 ) -> Result<Response, ApiError> {
     let input = RestoreInput { confirm: body.confirm, into: body.into };
     Ok(ok(state.services.restore_backup(&actor, &ws, &id, &b, input).await?))
+}
+
+/// Deletes a finished backup and its file (admin; audited).
+#[utoipa::path(delete, path = "/api/workspaces/{ws}/databases/{id}/backups/{b}", tag = "databases",
+    params(("ws" = String, Path, description = "Workspace slug"), ("id" = String, Path, description = "Database id"),
+        ("b" = String, Path, description = "Backup id")),
+    responses((status = 200, description = "Deleted", body = Envelope<Deleted>), CommonErrors))]
+pub async fn delete_backup(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path((ws, id, b)): Path<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    state.services.delete_backup(&actor, &ws, &id, &b).await?;
+    Ok(ok(Deleted { id: b, deleted: true }))
 }
 
 /// Downloads a backup's gzip file (admin; audited).

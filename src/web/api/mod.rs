@@ -139,6 +139,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .routes(routes!(databases::restart_database))
         .routes(routes!(databases::attach_database))
         .routes(routes!(databases::list_backups, databases::create_backup))
+        .routes(routes!(databases::delete_backup))
         .routes(routes!(databases::restore_backup))
         .routes(routes!(databases::download_backup))
         .routes(routes!(databases::put_backup_schedule))
