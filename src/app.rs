@@ -88,6 +88,7 @@ pub async fn start(config: Arc<Config>, listeners: Listeners) -> anyhow::Result<
     let services: SharedServices = Arc::new(Services::new(config.clone(), store, docker, secrets, edge.clone()));
     services.recover_deployments().await.context("while recovering deployments interrupted by a restart")?;
     services.recover_backups().await.context("while recovering database backups interrupted by a restart")?;
+    services.reconcile_databases().await;
 
     let setup_token = services.prepare_setup().await.context("while preparing first-run setup")?;
     if let Some(token) = &setup_token {

@@ -625,6 +625,45 @@ impl Services {
         })
     }
 
+    /// At start: every database that should run but whose container is gone (removed by hand, a pruned engine, a
+    /// moved host) runs again from its row, on its existing volume. Docker being down is logged, not fatal.
+    pub async fn reconcile_databases(&self) {
+        let rows = match self.store.read(store::databases::all).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!(error = %e, "while listing databases to reconcile");
+                return;
+            }
+        };
+        for row in rows.into_iter().filter(|r| r.running) {
+            match self.docker.inspect_container(&row.container).await {
+                Ok(Some(_)) => continue,
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "Docker is unreachable; databases are not reconciled now");
+                    return;
+                }
+            }
+            let wid = row.workspace_id.clone();
+            let ws = match self.store.read(move |c| store::workspaces::by_id(c, &wid)).await {
+                Ok(Some(ws)) => ws,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, database = %row.name, "while reading a database's workspace");
+                    continue;
+                }
+            };
+            match self.run_database_container(&ws, &row).await {
+                Ok(()) => {
+                    tracing::info!(database = %row.name, volume = %row.volume, "database container was missing; ran it again on its volume")
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, database = %row.name, "database container is missing and could not run again")
+                }
+            }
+        }
+    }
+
     /// 409 when the workspace still has databases (deleting it would orphan their containers and volumes).
     pub(crate) fn refuse_if_databases(conn: &Connection, workspace: &Workspace) -> Result<(), ServiceError> {
         let n = store::databases::count_for_workspace(conn, &workspace.id)?;

@@ -234,6 +234,10 @@ async fn round_trip(c: &Client) {
 
     eprintln!("databases: {} restored at {} ms", c.kind, started.elapsed().as_millis());
     // The same after a Berth restart and a database restart: the restored data stays, backups still work.
+    // Its container removed behind Berth's back: the restart runs it again on the same volume.
+    let container =
+        format!("berth-{}-db-shop", env.get(ws, &owner).await.expect(200).data()["namespace"].as_str().unwrap());
+    assert!(docker(&["rm", "-f", &container]).0);
     let env = env.restart().await;
     let r = env.get(&format!("{ws}/databases/{id}"), &owner).await.expect(200);
     assert_eq!(r.data()["status"], json!("running"), "{}", r.body);
