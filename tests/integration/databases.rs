@@ -32,6 +32,8 @@ async fn setup() -> (TestEnv, Cred, Cleanup) {
         c.database_image_postgresql = images["postgresql"].clone();
         c.database_image_mysql = images["mysql"].clone();
         c.database_image_redis = images["redis"].clone();
+        // No MongoDB image can be made here: this name never exists, so creating one tests the missing-image path.
+        c.database_image_mongo = "berth-test/no-such-mongo:{version}".into();
         c.database_memory_mb = 512;
         c.health_timeout_secs = 20;
         c.drain_secs = 0;
@@ -421,4 +423,29 @@ async fn scheduled_backups_run_and_retention_prunes_the_oldest_and_failures_show
     let r = env.delete(ws, &owner).await.expect(409);
     assert_eq!(r.code(), "workspace_has_databases");
     eprintln!("databases: schedule test in {} ms", started.elapsed().as_millis());
+}
+
+#[tokio::test]
+async fn bad_input_names_the_field_and_roles_are_enforced() {
+    let (env, owner, _cleanup) = setup().await;
+    let ws = "/api/workspaces/acme/databases";
+    for (body, field) in [
+        (json!({"name": "db", "type": "sqlite"}), "type"),
+        (json!({"name": "Bad Name", "type": "redis"}), "name"),
+        (json!({"name": "db", "type": "redis", "version": "7;rm -rf"}), "version"),
+        (json!({"name": "db", "type": "redis", "extra": 1}), "extra"),
+        (json!({"type": "redis"}), "name"),
+    ] {
+        let r = env.post(ws, &owner, body.clone()).await.expect(400);
+        assert!(r.error().contains(field), "{body}: {}", r.body);
+    }
+    let member = env.key_with_role(&owner, "acme", "member").await;
+    env.post(ws, &member, json!({"name": "db", "type": "redis"})).await.expect(403);
+    let r = env.get(ws, &member).await.expect(200);
+    assert_eq!(r.data()["databases"], json!([]));
+    env.get(&format!("{ws}/nope"), &owner).await.expect(404);
+    // An image the engine does not have is a 400 naming the version, and leaves nothing behind.
+    let r = env.post(ws, &owner, json!({"name": "db", "type": "mongo"})).await.expect(400);
+    assert!(r.error().starts_with("version:"), "{}", r.body);
+    assert_eq!(env.get(ws, &owner).await.expect(200).data()["databases"], json!([]));
 }
