@@ -301,21 +301,41 @@ impl Services {
         }
     }
 
-    /// Waits until the engine accepts connections, up to `within`. Returns whether it did.
+    /// Waits until the engine accepts connections, up to `within`. Returns whether it did (false at once when the
+    /// container has stopped).
     pub(crate) async fn wait_database_ready(&self, row: &DatabaseRow, within: Duration) -> bool {
         let started = Instant::now();
         loop {
             let check = self.docker.exec_script(&row.container, row.kind.ready_script(), None, None, READY_CHECK_LIMIT);
-            if let Ok(outcome) = check.await
-                && outcome.exit_code == 0
-            {
-                return true;
+            match check.await {
+                Ok(outcome) if outcome.exit_code == 0 => return true,
+                Ok(_) => {}
+                // Not running: give up at once when it has exited for good (a crash loop keeps restarting).
+                Err(DockerError::Conflict { .. } | DockerError::NotFound { .. }) => {
+                    match self.docker.inspect_container(&row.container).await {
+                        Ok(Some(c)) if c.running || c.status == "restarting" => {}
+                        _ => return false,
+                    }
+                }
+                Err(_) => {}
             }
             if started.elapsed() >= within {
                 return false;
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
+    }
+
+    /// Waits for the engine, then says where it stands: `running` once it answers, `starting` while the
+    /// container runs but the engine does not answer yet, else what the container's state says.
+    async fn status_after_wait(&self, row: &DatabaseRow) -> Result<DatabaseStatus, ServiceError> {
+        if self.wait_database_ready(row, READY_WAIT).await {
+            return Ok(DatabaseStatus::Running);
+        }
+        Ok(match self.database_status(row).await? {
+            DatabaseStatus::Running => DatabaseStatus::Starting,
+            other => other,
+        })
     }
 
     /// `POST /workspaces/:ws/databases` (admin): creates the database and waits (up to 90 s) until it accepts
@@ -418,8 +438,7 @@ impl Services {
             }
             return Err(e);
         }
-        let ready = self.wait_database_ready(&row, READY_WAIT).await;
-        let status = if ready { DatabaseStatus::Running } else { DatabaseStatus::Starting };
+        let status = self.status_after_wait(&row).await?;
         let reveal = self.access(actor, &ws.slug).await?.role >= Role::Admin;
         self.database_view(row, reveal, Some(status)).await
     }
@@ -511,8 +530,7 @@ impl Services {
                 Err(DockerError::NotFound { .. }) => self.run_database_container(&access.workspace, &row).await?,
                 Err(e) => return Err(e.into()),
             }
-            let ready = self.wait_database_ready(&row, READY_WAIT).await;
-            status = Some(if ready { DatabaseStatus::Running } else { DatabaseStatus::Starting });
+            status = Some(self.status_after_wait(&row).await?);
         }
         self.audit_database(actor, &access, audit, &row, serde_json::json!({"id": row.id})).await?;
         let row = DatabaseRow { running: start, ..row };
