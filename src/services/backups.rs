@@ -4,15 +4,15 @@
 //! after an automatic safety backup) or into a new one; and retention of scheduled backups.
 
 use super::access::Actor;
-use super::databases::{DatabaseView, host_name};
+use super::backup_files::{file_sha256, read_decompressed, sync_dir, write_compressed};
+use super::database_views::DatabaseView;
+use super::databases::host_name;
 use super::{ServiceError, Services};
 use crate::domain::database::{BackupStatus, BackupTrigger, Schedule};
 use crate::domain::{Role, Timestamp, new_id, now};
 use crate::store::{self, databases::BackupRow, databases::DatabaseRow};
 use bytes::Bytes;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -90,75 +90,6 @@ pub struct BackupFile {
     pub file_name: String,
     pub size: u64,
     pub file: tokio::fs::File,
-}
-
-/// A writer that hashes and counts what passes through.
-struct Hashing<W: Write> {
-    inner: W,
-    hasher: Sha256,
-    written: u64,
-}
-
-impl<W: Write> Write for Hashing<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.written += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-/// Gzips chunks into `tmp` (mode 0600), synced; returns (compressed size, SHA-256 hex, uncompressed bytes).
-fn write_compressed(tmp: &Path, mut rx: mpsc::Receiver<Bytes>) -> std::io::Result<(u64, String, u64)> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(tmp)?;
-    let hashing = Hashing { inner: std::io::BufWriter::new(file), hasher: Sha256::new(), written: 0 };
-    let mut gz = flate2::write::GzEncoder::new(hashing, flate2::Compression::default());
-    let mut raw = 0u64;
-    while let Some(chunk) = rx.blocking_recv() {
-        gz.write_all(&chunk)?;
-        raw += chunk.len() as u64;
-    }
-    let hashing = gz.finish()?;
-    let file = hashing.inner.into_inner().map_err(|e| e.into_error())?;
-    file.sync_all()?;
-    Ok((hashing.written, hex::encode(hashing.hasher.finalize()), raw))
-}
-
-/// SHA-256 of a file, hex.
-fn file_sha256(path: &Path) -> std::io::Result<String> {
-    let mut f = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            return Ok(hex::encode(hasher.finalize()));
-        }
-        hasher.update(&buf[..n]);
-    }
-}
-
-/// Streams the decompressed file into `tx` until it ends or the receiver goes away.
-fn read_decompressed(path: &Path, tx: mpsc::Sender<Bytes>) -> std::io::Result<()> {
-    let mut gz = flate2::read::GzDecoder::new(std::io::BufReader::new(std::fs::File::open(path)?));
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = gz.read(&mut buf)?;
-        if n == 0 || tx.blocking_send(Bytes::copy_from_slice(&buf[..n])).is_err() {
-            return Ok(());
-        }
-    }
-}
-
-fn sync_dir(dir: &Path) {
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
 }
 
 fn backup_not_found(id: &str) -> ServiceError {
@@ -306,13 +237,8 @@ impl Services {
     ) -> Result<BackupView, ServiceError> {
         let (access, row) = self.find_database(actor, ws, id, Role::Member, "backing up databases").await?;
         let b = self.start_backup_row(&row, BackupTrigger::Manual).await?;
-        let entry = actor.audit(
-            Some(&access.workspace.id),
-            "database.backup",
-            row.name.clone(),
-            serde_json::json!({"id": row.id, "backup": b.id}),
-        );
-        self.store.write(move |tx| Ok::<_, ServiceError>(store::audit::insert(tx, &entry)?)).await?;
+        let details = serde_json::json!({"id": row.id, "backup": b.id});
+        self.audit_database(actor, &access, "database.backup", &row, details).await?;
         let (s, bid) = (self.clone(), b.id.clone());
         tokio::spawn(async move {
             let lock = s.db_locks.of(&row.id);
@@ -364,13 +290,8 @@ impl Services {
             ServiceError::conflict("backup_missing", format!("the file of backup {backup} cannot be read: {e}"))
         })?;
         let size = file.metadata().await.map(|m| m.len()).unwrap_or(0);
-        let entry = actor.audit(
-            Some(&access.workspace.id),
-            "database.backup.download",
-            row.name.clone(),
-            serde_json::json!({"id": row.id, "backup": b.id}),
-        );
-        self.store.write(move |tx| Ok::<_, ServiceError>(store::audit::insert(tx, &entry)?)).await?;
+        let details = serde_json::json!({"id": row.id, "backup": b.id});
+        self.audit_database(actor, &access, "database.backup.download", &row, details).await?;
         let file_name = BackupView::from(b).file_name.unwrap_or_else(|| "backup.gz".to_owned());
         Ok(BackupFile { file_name, size, file })
     }
@@ -498,13 +419,10 @@ impl Services {
                 format!("the restore tool exited with code {}: {}{safety}", outcome.exit_code, outcome.stderr),
             ));
         }
-        let entry = actor.audit(
-            Some(&access.workspace.id),
-            "database.restore",
-            target.name.clone(),
-            serde_json::json!({"id": target.id, "backup": b.id, "from": row.name, "safety_backup": safety_backup.as_ref().map(|s| s.id.clone())}),
-        );
-        self.store.write(move |tx| Ok::<_, ServiceError>(store::audit::insert(tx, &entry)?)).await?;
+        let safety_id = safety_backup.as_ref().map(|s| s.id.clone());
+        let details =
+            serde_json::json!({"id": target.id, "backup": b.id, "from": row.name, "safety_backup": safety_id});
+        self.audit_database(actor, &access, "database.restore", &target, details).await?;
         tracing::info!(database = %target.name, host = %host_name(&target), backup = %b.id, "database restored");
         let database = self.database_view(target, true, None).await?;
         Ok(RestoreView { database, backup_id: b.id, safety_backup })
