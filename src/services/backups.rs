@@ -511,8 +511,8 @@ impl Services {
             for row in due {
                 let schedule = row.backup_cron.as_deref().map(|c| Schedule::parse(c, row.backup_retain.unwrap_or(1)));
                 let Some(Ok(schedule)) = schedule else { continue };
-                let (rid, next) = (row.id.clone(), schedule.next_after(now()));
-                let moved = self.store.write(move |tx| store::databases::set_next_backup(tx, &rid, next)).await;
+                let (rid, cron, next) = (row.id.clone(), schedule.cron.clone(), schedule.next_after(now()));
+                let moved = self.store.write(move |tx| store::databases::set_next_backup(tx, &rid, &cron, next)).await;
                 if let Err(e) = moved {
                     tracing::warn!(error = %e, database = %row.name, "while scheduling the next backup");
                     continue;

@@ -146,10 +146,11 @@ pub fn set_schedule(
     Ok(())
 }
 
-pub fn set_next_backup(conn: &Connection, id: &str, next: Option<Timestamp>) -> Result<(), StoreError> {
+/// Moves the next scheduled run, unless the schedule changed meanwhile (then its own next run stands).
+pub fn set_next_backup(conn: &Connection, id: &str, cron: &str, next: Option<Timestamp>) -> Result<(), StoreError> {
     conn.execute(
-        "UPDATE databases SET next_backup_at = ?2 WHERE id = ?1",
-        params![id, next.map(Timestamp::to_rfc3339)],
+        "UPDATE databases SET next_backup_at = ?3 WHERE id = ?1 AND backup_cron = ?2",
+        params![id, cron, next.map(Timestamp::to_rfc3339)],
     )?;
     Ok(())
 }

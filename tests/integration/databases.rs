@@ -363,8 +363,16 @@ async fn scheduled_backups_run_and_retention_prunes_the_oldest_and_failures_show
     }
     let r = env.put(&path, &owner, json!({"cron": null})).await.expect(200);
     assert_eq!(r.data()["backup_schedule"], json!(null));
-    tokio::time::sleep(Duration::from_millis(1500)).await; // let an in-flight scheduled backup finish
-    let r = env.get(&format!("{ws}/databases/{id}/backups"), &owner).await.expect(200);
+    // Let a scheduled backup that was already in flight finish, then files and rows must agree.
+    let settled = Instant::now();
+    let r = loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let r = env.get(&format!("{ws}/databases/{id}/backups"), &owner).await.expect(200);
+        if !r.data()["backups"].as_array().unwrap().iter().any(|b| b["status"] == json!("running")) {
+            break r;
+        }
+        assert!(settled.elapsed() < Duration::from_secs(30), "a backup kept running: {}", r.body);
+    };
     let files: Vec<String> = r.data()["backups"]
         .as_array()
         .unwrap()
