@@ -127,3 +127,58 @@ pub async fn rotate(store: &Store, key_path: &Path) -> Result<Rotation, ServiceE
     }
     Ok(Rotation { old_key_id, new_key_id, variables, git_connections, databases })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::database::DatabaseKind;
+    use crate::store::databases::DatabaseRow;
+
+    #[tokio::test]
+    async fn rotation_re_seals_database_passwords() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, key) = (dir.path().join("t.db"), dir.path().join("secret.key"));
+        let store = Store::open(&db).unwrap();
+        let secrets = Secrets::load(&key).unwrap();
+        let row = DatabaseRow {
+            id: "d1".into(),
+            workspace_id: "w1".into(),
+            name: "shop".into(),
+            kind: DatabaseKind::Mysql,
+            version: "8.4".into(),
+            image: "mysql:8.4".into(),
+            username: "berth".into(),
+            password: secrets.seal("app-pw", &database_aad("d1", "password")).unwrap(),
+            admin_password: secrets.seal("root-pw", &database_aad("d1", "admin")).unwrap(),
+            database_name: "shop".into(),
+            public: false,
+            host_port: None,
+            running: true,
+            container: "c".into(),
+            volume: "v".into(),
+            backup_cron: None,
+            backup_retain: None,
+            next_backup_at: None,
+            created_at: crate::domain::now(),
+        };
+        store
+            .write(move |tx| {
+                tx.execute(
+                    "INSERT INTO workspaces (id, name, slug, namespace, created_at)
+                     VALUES ('w1', 'W', 'w', 'w-1', '2026-01-01T00:00:00Z')",
+                    [],
+                )?;
+                store::databases::insert(tx, &row)
+            })
+            .await
+            .unwrap();
+        let r = rotate(&store, &key).await.unwrap();
+        assert_eq!(r.databases, 1);
+        // Only the new key is left: the values must open under it alone.
+        std::fs::remove_file(keyring::sibling(&key, "old")).unwrap();
+        let fresh = Secrets::load(&key).unwrap();
+        let row = store.read(|c| store::databases::get(c, "d1")).await.unwrap().unwrap();
+        assert_eq!(fresh.open(&row.password, &database_aad("d1", "password")).unwrap(), "app-pw");
+        assert_eq!(fresh.open(&row.admin_password, &database_aad("d1", "admin")).unwrap(), "root-pw");
+    }
+}
