@@ -87,6 +87,8 @@ pub async fn start(config: Arc<Config>, listeners: Listeners) -> anyhow::Result<
     });
     let services: SharedServices = Arc::new(Services::new(config.clone(), store, docker, secrets, edge.clone()));
     services.recover_deployments().await.context("while recovering deployments interrupted by a restart")?;
+    services.recover_backups().await.context("while recovering database backups interrupted by a restart")?;
+    services.reconcile_databases().await;
 
     let setup_token = services.prepare_setup().await.context("while preparing first-run setup")?;
     if let Some(token) = &setup_token {
@@ -103,6 +105,8 @@ pub async fn start(config: Arc<Config>, listeners: Listeners) -> anyhow::Result<
     tasks.spawn("session-gc", move |token| tasks::session_gc(s, token));
     let s = services.clone();
     tasks.spawn("deploy-worker", move |token| s.deploy_worker(token));
+    let s = services.clone();
+    tasks.spawn("database-backups", move |token| s.backup_scheduler(token));
     let s = services.clone();
     tasks.spawn("runtime-logs", move |token| s.follow_runtime_logs(token));
     let (access_tx, access_rx) = tokio::sync::mpsc::channel(10_000);

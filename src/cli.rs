@@ -232,8 +232,8 @@ async fn admin(cmd: AdminCommand) -> anyhow::Result<ExitCode> {
     if let AdminCommand::RotateSecretKey { .. } = cmd {
         let r = crate::services::secrets::rotate(&store, &config.secret_key_file).await?;
         println!(
-            "re-encrypted {} secret variables and {} git connections: key {} → {}",
-            r.variables, r.git_connections, r.old_key_id, r.new_key_id
+            "re-encrypted {} secret variables, {} git connections and {} databases' passwords: key {} → {}",
+            r.variables, r.git_connections, r.databases, r.old_key_id, r.new_key_id
         );
         println!(
             "the previous key is kept as {}; restart berth serve, and back up the new key file with the database",

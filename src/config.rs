@@ -137,6 +137,17 @@ pub struct Config {
     pub log_retention_lines: u32,
     /// Access logs keep every 4xx/5xx and non-GET/HEAD request, and one in this many of the others (0: none).
     pub access_log_sample: u32,
+    /// Managed databases' images per engine; `{version}` is replaced by the database's version.
+    pub database_image_postgresql: String,
+    pub database_image_mysql: String,
+    pub database_image_redis: String,
+    pub database_image_mongo: String,
+    /// CPU limit of each database container, in cores.
+    pub database_cpus: u32,
+    /// Memory limit of each database container, in MiB.
+    pub database_memory_mb: u32,
+    /// Longest one backup or restore may run.
+    pub backup_timeout_secs: u32,
     /// The `auto` builder's image for Node.js apps (needs node, npm and corepack).
     pub auto_image_node: String,
     /// The `auto` builder's image for Python apps (`python` and `pip` on PATH, `pip install` allowed).
@@ -233,6 +244,13 @@ layer! {
     auto_image_rust: String,
     auto_image_runtime: String,
     auto_image_static: String,
+    database_image_postgresql: String,
+    database_image_mysql: String,
+    database_image_redis: String,
+    database_image_mongo: String,
+    database_cpus: u32,
+    database_memory_mb: u32,
+    backup_timeout_secs: u32,
 }
 
 /// The annotated example printed by `berth config print-default`; every value is the default.
@@ -381,6 +399,17 @@ auto_image_go = "golang:1.22"
 auto_image_rust = "rust:1-slim"
 auto_image_runtime = "debian:bookworm-slim"
 auto_image_static = "nginx:alpine"
+
+# Managed databases: the image of each engine ({version} becomes the database's version; the defaults are 16, 8.4,
+# 7 and 7), the CPU cores and memory each database container may use, and how long one backup or restore may run.
+# Images must honour the official images' environment (POSTGRES_*, MYSQL_*, MONGO_INITDB_*) and data directories.
+database_image_postgresql = "postgres:{version}"
+database_image_mysql = "mysql:{version}"
+database_image_redis = "redis:{version}"
+database_image_mongo = "mongo:{version}"
+database_cpus = 1
+database_memory_mb = 1024
+backup_timeout_secs = 3600
 "#;
 
 impl Config {
@@ -463,6 +492,13 @@ impl Config {
             auto_image_rust: "rust:1-slim".into(),
             auto_image_runtime: "debian:bookworm-slim".into(),
             auto_image_static: "nginx:alpine".into(),
+            database_image_postgresql: "postgres:{version}".into(),
+            database_image_mysql: "mysql:{version}".into(),
+            database_image_redis: "redis:{version}".into(),
+            database_image_mongo: "mongo:{version}".into(),
+            database_cpus: 1,
+            database_memory_mb: 1024,
+            backup_timeout_secs: 3600,
             data_dir,
         }
     }
@@ -470,6 +506,22 @@ impl Config {
     /// The database file inside the data dir.
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("berth.db")
+    }
+
+    /// Where managed databases' backups are kept: `<data_dir>/backups/<database id>/`.
+    pub fn backups_dir(&self) -> PathBuf {
+        self.data_dir.join("backups")
+    }
+
+    /// The image template configured for a database engine.
+    pub fn database_image(&self, kind: crate::domain::database::DatabaseKind) -> &str {
+        use crate::domain::database::DatabaseKind;
+        match kind {
+            DatabaseKind::Postgresql => &self.database_image_postgresql,
+            DatabaseKind::Mysql => &self.database_image_mysql,
+            DatabaseKind::Redis => &self.database_image_redis,
+            DatabaseKind::Mongo => &self.database_image_mongo,
+        }
     }
 
     fn validate(
@@ -629,6 +681,16 @@ impl Config {
             })
         };
 
+        let db_image = |key: &'static str, v: Option<String>, name: &str| -> Result<String, ConfigError> {
+            let v = v.unwrap_or_else(|| format!("{name}:{{version}}"));
+            crate::domain::project::validate_image(&v.replace("{version}", "1")).map(|_| v.clone()).map_err(|_| {
+                invalid(
+                    key,
+                    format!("'{v}' is not an image reference like {name}:{{version}} or registry.local/{name}:16"),
+                )
+            })
+        };
+
         Ok(Config {
             listen,
             http_listen,
@@ -679,6 +741,13 @@ impl Config {
             auto_image_rust: image("auto_image_rust", l.auto_image_rust, "rust:1-slim")?,
             auto_image_runtime: image("auto_image_runtime", l.auto_image_runtime, "debian:bookworm-slim")?,
             auto_image_static: image("auto_image_static", l.auto_image_static, "nginx:alpine")?,
+            database_image_postgresql: db_image("database_image_postgresql", l.database_image_postgresql, "postgres")?,
+            database_image_mysql: db_image("database_image_mysql", l.database_image_mysql, "mysql")?,
+            database_image_redis: db_image("database_image_redis", l.database_image_redis, "redis")?,
+            database_image_mongo: db_image("database_image_mongo", l.database_image_mongo, "mongo")?,
+            database_cpus: positive("database_cpus", l.database_cpus, 1)?,
+            database_memory_mb: positive("database_memory_mb", l.database_memory_mb, 1024)?,
+            backup_timeout_secs: positive("backup_timeout_secs", l.backup_timeout_secs, 3600)?,
             data_dir,
         })
     }

@@ -1,13 +1,13 @@
 //! Containers: run (create + start), inspect, stop, remove, list by label, and read logs.
 //!
 //! Every container Berth runs has an init process as PID 1 (so stop signals reach the app and stops are fast),
-//! is never privileged, never gets the Docker socket and never publishes host ports: apps are reached through
-//! their bridge network address by Berth's proxy.
+//! is never privileged and never gets the Docker socket. Apps never publish host ports (Berth's proxy reaches them
+//! through their bridge network address); only a database the user made `public` publishes its one port.
 
 use super::{DockerClient, DockerError, is_status, labels};
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, EndpointSettings, HostConfig, Mount, MountType, NetworkingConfig,
-    RestartPolicy, RestartPolicyNameEnum,
+    PortBinding, RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
@@ -43,6 +43,11 @@ pub struct ContainerSpec {
     pub volumes: Vec<(String, String)>,
     /// Have the engine restart the container whenever it exits with a non-zero code.
     pub restart_on_failure: bool,
+    /// Have the engine restart the container whenever it exits and when the engine starts, until it is stopped
+    /// on purpose (databases). Wins over `restart_on_failure`.
+    pub restart_unless_stopped: bool,
+    /// `(container port, host port)`: publish that TCP port on every host address (public databases only).
+    pub publish: Option<(u16, u16)>,
 }
 
 impl ContainerSpec {
@@ -60,6 +65,8 @@ impl ContainerSpec {
             memory_bytes: None,
             volumes: Vec::new(),
             restart_on_failure: false,
+            restart_unless_stopped: false,
+            publish: None,
         }
     }
 }
@@ -165,6 +172,18 @@ impl DockerClient {
         match docker.inspect_container(id_or_name, None).await {
             Ok(inspected) => Ok(Some(state_of(inspected))),
             Err(e) if is_status(&e, 404) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Starts an existing, stopped container. Starting a running one succeeds; a missing one is
+    /// [`DockerError::NotFound`].
+    pub async fn start_container(&self, id: &str) -> Result<(), DockerError> {
+        let docker = self.client().await?;
+        match docker.start_container(id, None).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_status(&e, 304) => Ok(()),
+            Err(e) if is_status(&e, 404) => Err(DockerError::NotFound { what: format!("container {id}") }),
             Err(e) => Err(e.into()),
         }
     }
@@ -284,7 +303,19 @@ fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
             ..Default::default()
         })
         .collect();
-    let restart = if spec.restart_on_failure { RestartPolicyNameEnum::ON_FAILURE } else { RestartPolicyNameEnum::NO };
+    let restart = if spec.restart_unless_stopped {
+        RestartPolicyNameEnum::UNLESS_STOPPED
+    } else if spec.restart_on_failure {
+        RestartPolicyNameEnum::ON_FAILURE
+    } else {
+        RestartPolicyNameEnum::NO
+    };
+    let port_bindings = spec.publish.map(|(container, host)| {
+        HashMap::from([(
+            format!("{container}/tcp"),
+            Some(vec![PortBinding { host_ip: Some("0.0.0.0".to_owned()), host_port: Some(host.to_string()) }]),
+        )])
+    });
     let host_config = HostConfig {
         init: Some(true),
         privileged: Some(false),
@@ -293,6 +324,7 @@ fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
         mounts: Some(mounts),
         restart_policy: Some(RestartPolicy { name: Some(restart), maximum_retry_count: None }),
         network_mode: spec.network.clone(),
+        port_bindings,
         ..Default::default()
     };
     let networking_config = spec.network.as_ref().map(|network| NetworkingConfig {
@@ -306,6 +338,7 @@ fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
         env: Some(spec.env.clone()),
         cmd: spec.cmd.clone(),
         labels: Some(labels::to_engine(&spec.labels)),
+        exposed_ports: spec.publish.map(|(container, _)| vec![format!("{container}/tcp")]),
         host_config: Some(host_config),
         networking_config,
         ..Default::default()

@@ -12,6 +12,8 @@ pub const LABEL_PROJECT: &str = "berth.project";
 pub const LABEL_DEPLOYMENT: &str = "berth.deployment";
 /// The environment id an object belongs to.
 pub const LABEL_ENVIRONMENT: &str = "berth.environment";
+/// The managed database id a container or volume belongs to.
+pub const LABEL_DATABASE: &str = "berth.database";
 /// A run id (tests, one-off jobs) so everything made in one run can be found and removed together.
 pub const LABEL_RUN: &str = "berth.run";
 

@@ -6,6 +6,7 @@
 mod build;
 mod container;
 mod context;
+mod exec;
 mod ignore;
 mod labels;
 mod logs;
@@ -16,10 +17,11 @@ mod tests;
 
 pub use build::ImageBuild;
 pub use container::{ContainerSpec, ContainerState, LogLine, LogStream};
+pub use exec::ExecOutcome;
 pub use ignore::IgnoreRules;
 pub use labels::{
-    LABEL_DEPLOYMENT, LABEL_ENVIRONMENT, LABEL_MANAGED, LABEL_PROJECT, LABEL_RUN, LABEL_WORKSPACE, Labels,
-    managed_labels,
+    LABEL_DATABASE, LABEL_DEPLOYMENT, LABEL_ENVIRONMENT, LABEL_MANAGED, LABEL_PROJECT, LABEL_RUN, LABEL_WORKSPACE,
+    Labels, managed_labels,
 };
 pub use stats::ResourceUse;
 

@@ -53,6 +53,16 @@ impl DockerClient {
         Ok(())
     }
 
+    /// Whether volume `name` exists.
+    pub async fn volume_exists(&self, name: &str) -> Result<bool, DockerError> {
+        let docker = self.client().await?;
+        match docker.inspect_volume(name).await {
+            Ok(_) => Ok(true),
+            Err(e) if is_status(&e, 404) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Deletes volume `name` and its data. Only for an explicit user request; a missing volume is not an error.
     /// A volume still mounted by a container is kept: [`DockerError::Conflict`].
     pub async fn remove_volume(&self, name: &str) -> Result<(), DockerError> {

@@ -1,6 +1,7 @@
 //! Pure types and rules: identifiers, slugs, roles and input validation. No I/O, no async.
 
 pub mod custom_domain;
+pub mod database;
 pub mod deployment;
 pub mod env;
 pub mod project;

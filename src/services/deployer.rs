@@ -435,6 +435,7 @@ impl Services {
                     memory_bytes: Some((ram * 1024.0 * 1024.0 * 1024.0) as i64),
                     volumes: volumes.clone(),
                     restart_on_failure: true,
+                    ..ContainerSpec::new("", "")
                 };
                 started.push(self.docker.run_container(spec).await?);
             }

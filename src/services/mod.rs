@@ -6,7 +6,11 @@ mod access_logs;
 mod accounts;
 mod api_keys;
 mod audit;
+mod backup_files;
+mod backups;
 mod certificates;
+mod database_views;
+mod databases;
 mod deployer;
 mod deployments;
 mod domains;
@@ -29,6 +33,9 @@ pub use access::{Access, Actor, Via};
 pub use access_logs::parse_status_filter;
 pub use accounts::{LoginResult, SetupResult};
 pub use api_keys::{CreatedApiKey, NewKey};
+pub use backups::{BackupFile, BackupView, RestoreInput, RestoreView};
+pub use database_views::{Attached, DatabaseView, DeletedDatabase, LastBackup, ScheduleView};
+pub use databases::DatabaseInput;
 pub use deployments::{DeployInput, DeploymentDetail};
 pub use domains::{DomainTls, DomainView, VERIFICATION_PREFIX, Verification};
 pub use error::ServiceError;
@@ -93,6 +100,8 @@ pub struct Services {
     secret_values: Mutex<HashMap<String, Vec<String>>>,
     /// Where the runtime-log follower announces new lines to open log streams.
     log_hub: runtime_logs::Hub,
+    /// One lock per managed database (backup, restore, stop and delete never overlap).
+    db_locks: databases::Locks,
 }
 
 /// A shared handle to the services.
@@ -126,6 +135,7 @@ impl Services {
             jobs: Mutex::new(HashMap::new()),
             secret_values: Mutex::new(HashMap::new()),
             log_hub: runtime_logs::Hub::new(),
+            db_locks: databases::Locks::default(),
         }
     }
 

@@ -58,11 +58,17 @@ pub struct Rotation {
     pub new_key_id: String,
     pub variables: usize,
     pub git_connections: usize,
+    pub databases: usize,
 }
 
 /// The associated data binding a sealed variable value to its row.
 pub fn variable_aad(id: &str) -> String {
     format!("var:{id}")
+}
+
+/// The associated data binding a managed database's sealed password (`which`: `password` or `admin`) to it.
+pub fn database_aad(id: &str, which: &str) -> String {
+    format!("database:{id}:{which}")
 }
 
 /// Re-encrypts every sealed value under a new key, without loss even if interrupted:
@@ -82,8 +88,8 @@ pub async fn rotate(store: &Store, key_path: &Path) -> Result<Rotation, ServiceE
     }
     let new_ring = Arc::new(Keyring::load_or_create(&new_path)?);
     let (old_key_id, new_key_id) = (ring.current_id().to_owned(), new_ring.current_id().to_owned());
-    let (variables, git_connections) = store
-        .write(move |tx| -> Result<(usize, usize), ServiceError> {
+    let (variables, git_connections, databases) = store
+        .write(move |tx| -> Result<(usize, usize, usize), ServiceError> {
             let reseal = |sealed: &str, aad: &str| -> Result<String, ServiceError> {
                 Ok(new_ring.seal(&ring.open(sealed, aad)?, aad)?)
             };
@@ -102,7 +108,13 @@ pub async fn rotate(store: &Store, key_path: &Path) -> Result<Rotation, ServiceE
                 };
                 store::git::upsert(tx, &g)?;
             }
-            Ok((vars.len(), gits.len()))
+            let dbs = store::databases::all(tx)?;
+            for d in &dbs {
+                let password = reseal(&d.password, &database_aad(&d.id, "password"))?;
+                let admin = reseal(&d.admin_password, &database_aad(&d.id, "admin"))?;
+                store::databases::reseal(tx, &d.id, &password, &admin)?;
+            }
+            Ok((vars.len(), gits.len(), dbs.len()))
         })
         .await?;
     let io = |e: std::io::Error| ServiceError::Internal(format!("while replacing {}: {e}", path.display()));
@@ -113,5 +125,60 @@ pub async fn rotate(store: &Store, key_path: &Path) -> Result<Rotation, ServiceE
     {
         let _ = d.sync_all();
     }
-    Ok(Rotation { old_key_id, new_key_id, variables, git_connections })
+    Ok(Rotation { old_key_id, new_key_id, variables, git_connections, databases })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::database::DatabaseKind;
+    use crate::store::databases::DatabaseRow;
+
+    #[tokio::test]
+    async fn rotation_re_seals_database_passwords() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, key) = (dir.path().join("t.db"), dir.path().join("secret.key"));
+        let store = Store::open(&db).unwrap();
+        let secrets = Secrets::load(&key).unwrap();
+        let row = DatabaseRow {
+            id: "d1".into(),
+            workspace_id: "w1".into(),
+            name: "shop".into(),
+            kind: DatabaseKind::Mysql,
+            version: "8.4".into(),
+            image: "mysql:8.4".into(),
+            username: "berth".into(),
+            password: secrets.seal("app-pw", &database_aad("d1", "password")).unwrap(),
+            admin_password: secrets.seal("root-pw", &database_aad("d1", "admin")).unwrap(),
+            database_name: "shop".into(),
+            public: false,
+            host_port: None,
+            running: true,
+            container: "c".into(),
+            volume: "v".into(),
+            backup_cron: None,
+            backup_retain: None,
+            next_backup_at: None,
+            created_at: crate::domain::now(),
+        };
+        store
+            .write(move |tx| {
+                tx.execute(
+                    "INSERT INTO workspaces (id, name, slug, namespace, created_at)
+                     VALUES ('w1', 'W', 'w', 'w-1', '2026-01-01T00:00:00Z')",
+                    [],
+                )?;
+                store::databases::insert(tx, &row)
+            })
+            .await
+            .unwrap();
+        let r = rotate(&store, &key).await.unwrap();
+        assert_eq!(r.databases, 1);
+        // Only the new key is left: the values must open under it alone.
+        std::fs::remove_file(keyring::sibling(&key, "old")).unwrap();
+        let fresh = Secrets::load(&key).unwrap();
+        let row = store.read(|c| store::databases::get(c, "d1")).await.unwrap().unwrap();
+        assert_eq!(fresh.open(&row.password, &database_aad("d1", "password")).unwrap(), "app-pw");
+        assert_eq!(fresh.open(&row.admin_password, &database_aad("d1", "admin")).unwrap(), "root-pw");
+    }
 }

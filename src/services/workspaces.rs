@@ -150,6 +150,7 @@ impl Services {
             .write(move |tx| {
                 let access = resolve(tx, &actor, &slug)?;
                 access.require(Role::Owner, "deleting a workspace")?;
+                Services::refuse_if_databases(tx, &access.workspace)?;
                 store::workspaces::delete(tx, &access.workspace.id)?;
                 store::audit::insert(
                     tx,

@@ -14,6 +14,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0006_build_options", include_str!("../../migrations/0006_build_options.sql")),
     ("0007_domains", include_str!("../../migrations/0007_domains.sql")),
     ("0008_access_logs", include_str!("../../migrations/0008_access_logs.sql")),
+    ("0009_databases", include_str!("../../migrations/0009_databases.sql")),
 ];
 
 /// The schema version a database is at (the number of migrations applied).

@@ -5,6 +5,7 @@
 pub mod access_logs;
 pub mod api_keys;
 pub mod audit;
+pub mod databases;
 pub mod deployments;
 pub mod domains;
 pub mod git;

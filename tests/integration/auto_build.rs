@@ -6,24 +6,12 @@ use crate::deploy::{Cleanup, base_image, commit, sh, write_app};
 use crate::support::{Cred, TestEnv};
 use serde_json::{Value, json};
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// The Python base image (`tests/fixtures/make-python-base.sh`: debootstrap + Debian's python3, cached by a hash
-/// of its recipe). Fails the test, never skips it, when docker or debootstrap is missing.
+/// of its recipe).
 fn python_base_image() -> String {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/make-python-base.sh");
-    let started = Instant::now();
-    let out = Command::new("bash").arg(&script).output().expect("bash must be installed to run make-python-base.sh");
-    assert!(
-        out.status.success(),
-        "{} failed (it needs docker and debootstrap: apt-get install -y debootstrap): {}",
-        script.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let image = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    eprintln!("auto_build: python base image {image} ready in {} ms", started.elapsed().as_millis());
-    image
+    crate::support::fixture_script("make-python-base.sh")
 }
 
 /// A Berth on the real engine with an owner key in workspace `acme` (whose Docker objects are removed at the

@@ -7,6 +7,7 @@ mod accounts;
 mod api_keys;
 mod auto_build;
 mod binary;
+mod databases;
 mod deploy;
 mod deploy_options;
 mod domains;

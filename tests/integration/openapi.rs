@@ -85,6 +85,20 @@ const EXPECTED: &[(&str, &str)] = &[
     ("post", "/api/workspaces/{ws}/projects/{p}/domains/{id}/verify"),
     ("get", "/api/workspaces/{ws}/projects/{p}/access-logs"),
     ("get", "/api/tls/internal-ca.pem"),
+    ("get", "/api/workspaces/{ws}/databases"),
+    ("post", "/api/workspaces/{ws}/databases"),
+    ("get", "/api/workspaces/{ws}/databases/{id}"),
+    ("delete", "/api/workspaces/{ws}/databases/{id}"),
+    ("post", "/api/workspaces/{ws}/databases/{id}/start"),
+    ("post", "/api/workspaces/{ws}/databases/{id}/stop"),
+    ("post", "/api/workspaces/{ws}/databases/{id}/restart"),
+    ("post", "/api/workspaces/{ws}/databases/{id}/attach"),
+    ("get", "/api/workspaces/{ws}/databases/{id}/backups"),
+    ("post", "/api/workspaces/{ws}/databases/{id}/backups"),
+    ("delete", "/api/workspaces/{ws}/databases/{id}/backups/{b}"),
+    ("post", "/api/workspaces/{ws}/databases/{id}/backups/{b}/restore"),
+    ("get", "/api/workspaces/{ws}/databases/{id}/backups/{b}/download"),
+    ("put", "/api/workspaces/{ws}/databases/{id}/backup-schedule"),
 ];
 
 #[tokio::test]

@@ -246,6 +246,23 @@ impl TestEnv {
     }
 }
 
+/// Runs `tests/fixtures/<script>` (an image-making script that caches by recipe hash) and returns its stdout.
+/// Fails the test, never skips it, when the script fails (e.g. docker or debootstrap is missing).
+pub fn fixture_script(script: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(script);
+    let started = std::time::Instant::now();
+    let out =
+        std::process::Command::new("bash").arg(&path).output().expect("bash must be installed to run the fixtures");
+    assert!(
+        out.status.success(),
+        "{} failed (it needs docker and debootstrap: apt-get install -y debootstrap): {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("{script}: ready in {} ms", started.elapsed().as_millis());
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
 impl Drop for TestEnv {
     fn drop(&mut self) {
         // Background tasks and the server die with the test's runtime; nothing outside the temp dir was created.

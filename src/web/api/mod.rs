@@ -4,6 +4,7 @@
 mod access_logs;
 mod accounts;
 mod api_keys;
+mod databases;
 mod deployments;
 mod domains;
 pub mod error;
@@ -131,6 +132,17 @@ pub fn router(state: AppState) -> Router<AppState> {
         .routes(routes!(domains::verify_domain))
         .routes(routes!(access_logs::access_logs))
         .routes(routes!(domains::internal_ca_root))
+        .routes(routes!(databases::list_databases, databases::create_database))
+        .routes(routes!(databases::get_database, databases::delete_database))
+        .routes(routes!(databases::start_database))
+        .routes(routes!(databases::stop_database))
+        .routes(routes!(databases::restart_database))
+        .routes(routes!(databases::attach_database))
+        .routes(routes!(databases::list_backups, databases::create_backup))
+        .routes(routes!(databases::delete_backup))
+        .routes(routes!(databases::restore_backup))
+        .routes(routes!(databases::download_backup))
+        .routes(routes!(databases::put_backup_schedule))
         .split_for_parts();
     let spec = openapi.to_pretty_json().unwrap_or_else(|_| "{}".into());
     routes

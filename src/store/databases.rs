@@ -1,0 +1,363 @@
+//! The `databases` and `database_backups` tables. Passwords arrive here already sealed.
+
+use super::{StoreError, ts, ts_opt};
+use crate::domain::Timestamp;
+use crate::domain::database::{BackupStatus, BackupTrigger, DatabaseKind};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+/// A stored database.
+#[derive(Debug, Clone)]
+pub struct DatabaseRow {
+    pub id: String,
+    pub workspace_id: String,
+    pub name: String,
+    pub kind: DatabaseKind,
+    pub version: String,
+    pub image: String,
+    pub username: String,
+    /// Sealed.
+    pub password: String,
+    /// Sealed (MySQL's root password; the same secret as `password` for other engines).
+    pub admin_password: String,
+    pub database_name: String,
+    pub public: bool,
+    pub host_port: Option<u16>,
+    /// The user wants it running (`false` after `stop`).
+    pub running: bool,
+    pub container: String,
+    pub volume: String,
+    pub backup_cron: Option<String>,
+    pub backup_retain: Option<u32>,
+    pub next_backup_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+}
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<DatabaseRow> {
+    let kind: String = row.get("kind")?;
+    let desired: String = row.get("desired")?;
+    Ok(DatabaseRow {
+        id: row.get("id")?,
+        workspace_id: row.get("workspace_id")?,
+        name: row.get("name")?,
+        kind: DatabaseKind::parse("kind", &kind)
+            .map_err(|e| rusqlite::Error::InvalidColumnType(0, e.to_string(), rusqlite::types::Type::Text))?,
+        version: row.get("version")?,
+        image: row.get("image")?,
+        username: row.get("username")?,
+        password: row.get("password")?,
+        admin_password: row.get("admin_password")?,
+        database_name: row.get("database_name")?,
+        public: row.get("public")?,
+        host_port: row.get("host_port")?,
+        running: desired == "running",
+        container: row.get("container")?,
+        volume: row.get("volume")?,
+        backup_cron: row.get("backup_cron")?,
+        backup_retain: row.get("backup_retain")?,
+        next_backup_at: ts_opt(row, "next_backup_at")?,
+        created_at: ts(row, "created_at")?,
+    })
+}
+
+/// Inserts a database; a name taken in the workspace is [`StoreError::Unique`].
+pub fn insert(conn: &Connection, d: &DatabaseRow) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO databases (id, workspace_id, name, kind, version, image, username, password, admin_password,
+             database_name, public, host_port, desired, container, volume, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+        params![
+            d.id,
+            d.workspace_id,
+            d.name,
+            d.kind.as_str(),
+            d.version,
+            d.image,
+            d.username,
+            d.password,
+            d.admin_password,
+            d.database_name,
+            d.public,
+            d.host_port,
+            if d.running { "running" } else { "stopped" },
+            d.container,
+            d.volume,
+            d.created_at.to_rfc3339()
+        ],
+    )?;
+    Ok(())
+}
+
+pub fn get(conn: &Connection, id: &str) -> Result<Option<DatabaseRow>, StoreError> {
+    Ok(conn.prepare_cached("SELECT * FROM databases WHERE id = ?1")?.query_row([id], from_row).optional()?)
+}
+
+/// A workspace's databases, by name.
+pub fn for_workspace(conn: &Connection, workspace_id: &str) -> Result<Vec<DatabaseRow>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT * FROM databases WHERE workspace_id = ?1 ORDER BY name")?
+        .query_map([workspace_id], from_row)?
+        .collect::<Result<_, _>>()?)
+}
+
+/// Databases whose scheduled backup is due at `at`.
+pub fn due_backups(conn: &Connection, at: Timestamp) -> Result<Vec<DatabaseRow>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT * FROM databases WHERE backup_cron IS NOT NULL AND next_backup_at IS NOT NULL
+             AND next_backup_at <= ?1 ORDER BY next_backup_at",
+        )?
+        .query_map([at.to_rfc3339()], from_row)?
+        .collect::<Result<_, _>>()?)
+}
+
+/// Every database of the instance (key rotation re-seals their passwords).
+pub fn all(conn: &Connection) -> Result<Vec<DatabaseRow>, StoreError> {
+    Ok(conn.prepare("SELECT * FROM databases")?.query_map([], from_row)?.collect::<Result<_, _>>()?)
+}
+
+/// Replaces the sealed passwords (key rotation).
+pub fn reseal(conn: &Connection, id: &str, password: &str, admin_password: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE databases SET password = ?2, admin_password = ?3 WHERE id = ?1",
+        params![id, password, admin_password],
+    )?;
+    Ok(())
+}
+
+pub fn set_running(conn: &Connection, id: &str, running: bool) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE databases SET desired = ?2 WHERE id = ?1",
+        params![id, if running { "running" } else { "stopped" }],
+    )?;
+    Ok(())
+}
+
+/// Sets (or with `None` clears) the backup schedule and its next run.
+pub fn set_schedule(
+    conn: &Connection,
+    id: &str,
+    schedule: Option<(&str, u32)>,
+    next: Option<Timestamp>,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE databases SET backup_cron = ?2, backup_retain = ?3, next_backup_at = ?4 WHERE id = ?1",
+        params![id, schedule.map(|s| s.0), schedule.map(|s| s.1), next.map(Timestamp::to_rfc3339)],
+    )?;
+    Ok(())
+}
+
+/// Moves the next scheduled run, unless the schedule changed meanwhile (then its own next run stands).
+pub fn set_next_backup(conn: &Connection, id: &str, cron: &str, next: Option<Timestamp>) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE databases SET next_backup_at = ?3 WHERE id = ?1 AND backup_cron = ?2",
+        params![id, cron, next.map(Timestamp::to_rfc3339)],
+    )?;
+    Ok(())
+}
+
+/// Deletes the row and (by cascade) its backup rows.
+pub fn delete(conn: &Connection, id: &str) -> Result<(), StoreError> {
+    conn.execute("DELETE FROM databases WHERE id = ?1", [id])?;
+    Ok(())
+}
+
+/// How many databases a workspace has.
+pub fn count_for_workspace(conn: &Connection, workspace_id: &str) -> Result<i64, StoreError> {
+    Ok(conn.query_row("SELECT COUNT(*) FROM databases WHERE workspace_id = ?1", [workspace_id], |r| r.get(0))?)
+}
+
+/// A stored backup.
+#[derive(Debug, Clone)]
+pub struct BackupRow {
+    pub id: String,
+    pub database_id: String,
+    pub trigger: BackupTrigger,
+    pub status: BackupStatus,
+    /// Relative to the data dir.
+    pub file: Option<String>,
+    pub size_bytes: Option<u64>,
+    pub sha256: Option<String>,
+    pub error: Option<String>,
+    pub started_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
+}
+
+fn backup_from_row(row: &Row<'_>) -> rusqlite::Result<BackupRow> {
+    let trigger: String = row.get("trigger")?;
+    let status: String = row.get("status")?;
+    Ok(BackupRow {
+        id: row.get("id")?,
+        database_id: row.get("database_id")?,
+        trigger: BackupTrigger::parse(&trigger).unwrap_or(BackupTrigger::Manual),
+        status: BackupStatus::parse(&status).unwrap_or(BackupStatus::Failed),
+        file: row.get("file")?,
+        size_bytes: row.get::<_, Option<i64>>("size_bytes")?.and_then(|n| u64::try_from(n).ok()),
+        sha256: row.get("sha256")?,
+        error: row.get("error")?,
+        started_at: ts(row, "started_at")?,
+        finished_at: ts_opt(row, "finished_at")?,
+    })
+}
+
+pub fn insert_backup(conn: &Connection, b: &BackupRow) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO database_backups (id, database_id, trigger, status, file, started_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![b.id, b.database_id, b.trigger.as_str(), b.status.as_str(), b.file, b.started_at.to_rfc3339()],
+    )?;
+    Ok(())
+}
+
+/// Records a finished backup: succeeded with its file, size and checksum, or failed with the reason.
+pub fn finish_backup(
+    conn: &Connection,
+    id: &str,
+    outcome: Result<(&str, u64, &str), &str>,
+    at: Timestamp,
+) -> Result<(), StoreError> {
+    match outcome {
+        Ok((file, size, sha256)) => conn.execute(
+            "UPDATE database_backups SET status = 'succeeded', file = ?2, size_bytes = ?3, sha256 = ?4,
+                 finished_at = ?5 WHERE id = ?1",
+            params![id, file, i64::try_from(size).unwrap_or(i64::MAX), sha256, at.to_rfc3339()],
+        )?,
+        Err(error) => conn.execute(
+            "UPDATE database_backups SET status = 'failed', file = NULL, error = ?2, finished_at = ?3 WHERE id = ?1",
+            params![id, error, at.to_rfc3339()],
+        )?,
+    };
+    Ok(())
+}
+
+pub fn get_backup(conn: &Connection, id: &str) -> Result<Option<BackupRow>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT * FROM database_backups WHERE id = ?1")?
+        .query_row([id], backup_from_row)
+        .optional()?)
+}
+
+/// A database's backups, newest first.
+pub fn backups_for(conn: &Connection, database_id: &str) -> Result<Vec<BackupRow>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT * FROM database_backups WHERE database_id = ?1 ORDER BY started_at DESC, id DESC")?
+        .query_map([database_id], backup_from_row)?
+        .collect::<Result<_, _>>()?)
+}
+
+/// A database's newest backup.
+pub fn latest_backup(conn: &Connection, database_id: &str) -> Result<Option<BackupRow>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT * FROM database_backups WHERE database_id = ?1 ORDER BY started_at DESC, id DESC LIMIT 1",
+        )?
+        .query_row([database_id], backup_from_row)
+        .optional()?)
+}
+
+/// Backups still `running` (after a restart: interrupted ones).
+pub fn running_backups(conn: &Connection) -> Result<Vec<BackupRow>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT * FROM database_backups WHERE status = 'running'")?
+        .query_map([], backup_from_row)?
+        .collect::<Result<_, _>>()?)
+}
+
+pub fn delete_backup(conn: &Connection, id: &str) -> Result<(), StoreError> {
+    conn.execute("DELETE FROM database_backups WHERE id = ?1", [id])?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    fn row(id: &str, name: &str) -> DatabaseRow {
+        DatabaseRow {
+            id: id.into(),
+            workspace_id: "w1".into(),
+            name: name.into(),
+            kind: DatabaseKind::Postgresql,
+            version: "16".into(),
+            image: "postgres:16".into(),
+            username: "berth".into(),
+            password: "sealed".into(),
+            admin_password: "sealed-admin".into(),
+            database_name: name.replace('-', "_"),
+            public: false,
+            host_port: None,
+            running: true,
+            container: format!("berth-w-1-db-{name}"),
+            volume: format!("berth-db-{id}"),
+            backup_cron: None,
+            backup_retain: None,
+            next_backup_at: None,
+            created_at: Timestamp::parse("2026-01-01T00:00:00Z").unwrap(),
+        }
+    }
+
+    fn backup(id: &str, db: &str, at: &str) -> BackupRow {
+        BackupRow {
+            id: id.into(),
+            database_id: db.into(),
+            trigger: BackupTrigger::Schedule,
+            status: BackupStatus::Running,
+            file: None,
+            size_bytes: None,
+            sha256: None,
+            error: None,
+            started_at: Timestamp::parse(at).unwrap(),
+            finished_at: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn databases_and_backups_round_trip_and_schedules_come_due() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.db")).unwrap();
+        store
+            .write(|tx| {
+                tx.execute(
+                    "INSERT INTO workspaces (id, name, slug, namespace, created_at)
+                     VALUES ('w1', 'W', 'w', 'w-1', '2026-01-01T00:00:00Z')",
+                    [],
+                )?;
+                insert(tx, &row("d1", "shop"))?;
+                assert!(matches!(insert(tx, &row("d2", "shop")), Err(StoreError::Unique(_))), "names are unique");
+                insert(tx, &row("d3", "cache"))?;
+                let t = |s: &str| Timestamp::parse(s).unwrap();
+                set_schedule(tx, "d1", Some(("0 3 * * *", 7)), Some(t("2026-01-02T03:00:00Z")))?;
+                assert!(due_backups(tx, t("2026-01-02T02:59:59Z"))?.is_empty());
+                let due = due_backups(tx, t("2026-01-02T03:00:00Z"))?;
+                assert_eq!(due.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), ["d1"]);
+                assert_eq!((due[0].backup_cron.as_deref(), due[0].backup_retain), (Some("0 3 * * *"), Some(7)));
+                set_running(tx, "d3", false)?;
+                assert!(!get(tx, "d3")?.unwrap().running);
+
+                insert_backup(tx, &backup("b1", "d1", "2026-01-02T03:00:00Z"))?;
+                insert_backup(tx, &backup("b2", "d1", "2026-01-03T03:00:00Z"))?;
+                assert_eq!(running_backups(tx)?.len(), 2);
+                finish_backup(tx, "b1", Ok(("backups/d1/a.dump.gz", 42, "abc")), t("2026-01-02T03:00:05Z"))?;
+                finish_backup(tx, "b2", Err("pg_dump failed"), t("2026-01-03T03:00:05Z"))?;
+                let b1 = get_backup(tx, "b1")?.unwrap();
+                assert_eq!(
+                    (b1.status, b1.size_bytes, b1.file.as_deref()),
+                    (BackupStatus::Succeeded, Some(42), Some("backups/d1/a.dump.gz"))
+                );
+                let latest = latest_backup(tx, "d1")?.unwrap();
+                assert_eq!(
+                    (latest.id.as_str(), latest.status, latest.error.as_deref()),
+                    ("b2", BackupStatus::Failed, Some("pg_dump failed"))
+                );
+                assert_eq!(backups_for(tx, "d1")?.iter().map(|b| b.id.as_str()).collect::<Vec<_>>(), ["b2", "b1"]);
+                assert!(running_backups(tx)?.is_empty());
+                reseal(tx, "d1", "new", "new-admin")?;
+                assert_eq!(get(tx, "d1")?.unwrap().password, "new");
+                assert_eq!(count_for_workspace(tx, "w1")?, 2);
+                delete(tx, "d1")?;
+                assert!(get_backup(tx, "b1")?.is_none(), "backup rows go with their database");
+                Ok::<_, StoreError>(())
+            })
+            .await
+            .unwrap();
+    }
+}
