@@ -43,6 +43,11 @@ pub(crate) struct CachedKey {
 const TOUCH_EVERY: Duration = Duration::from_secs(60);
 
 impl Services {
+    /// Whether first-run setup is still open (no user exists and a setup token was made at start).
+    pub fn setup_pending(&self) -> bool {
+        self.setup_token.lock().map(|s| s.is_some()).unwrap_or(false)
+    }
+
     /// At startup: when no user exists, makes a one-time setup token and returns it (for the log).
     pub async fn prepare_setup(&self) -> Result<Option<String>, ServiceError> {
         let users = self.store.read(store::users::count).await?;
