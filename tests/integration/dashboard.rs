@@ -1,0 +1,228 @@
+//! The dashboard in a real headless Chromium against a real Berth on the real Docker engine: the journeys a
+//! person walks, checked by the text on the page. With `BERTH_SCREENSHOTS=<dir>` the walk also writes PNGs of
+//! the main pages (light, dark and 360 px wide) — the README's screenshots come from there.
+
+use crate::browser::Browser;
+use crate::deploy::{Cleanup, base_image, commit, sh, write_app};
+use crate::support::TestEnv;
+use std::time::Duration;
+
+const BUILD: Duration = Duration::from_secs(120);
+
+/// The environment variables of the running containers of a deployment.
+fn container_env(deployment: &str) -> String {
+    let filter = format!("label=berth.deployment={deployment}");
+    let ids = sh(std::path::Path::new("/"), "docker", &["ps", "-q", "--filter", &filter]);
+    let id = ids.split_whitespace().next().unwrap_or_else(|| panic!("no container of {deployment}"));
+    sh(std::path::Path::new("/"), "docker", &["inspect", "--format", "{{json .Config.Env}}", id])
+}
+
+/// The deployment id in a `/w/:ws/d/:id` URL.
+fn deployment_id(url: &str) -> String {
+    url.rsplit("/d/").next().unwrap_or("").trim_end_matches('/').to_owned()
+}
+
+/// Waits until the deployment page's status badge (updated live by the stream, without a reload) says `want`.
+async fn wait_status(b: &Browser, want: &str) {
+    let start = std::time::Instant::now();
+    loop {
+        let s = b.eval("var e = document.getElementById('dep-status'); return e ? e.textContent : ''").await;
+        if s.as_str() == Some(want) {
+            return;
+        }
+        assert!(s.as_str() != Some("failed"), "the deployment failed: {}", b.text().await);
+        assert!(start.elapsed() < BUILD, "status is {s}, waited for {want}: {}", b.text().await);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_person_sets_up_berth_deploys_from_git_manages_secrets_rolls_back_and_invites_a_member() {
+    base_image();
+    let env = TestEnv::start_with(|c| {
+        c.allow_local_repos = true;
+        c.health_timeout_secs = 5;
+        c.drain_secs = 1;
+    })
+    .await;
+    let repo = tempfile::tempdir().unwrap();
+    sh(repo.path(), "git", &["init", "-q", "-b", "main"]);
+    write_app(repo.path(), "hello from berth v1", 8080);
+    commit(repo.path(), "v1");
+    let b = Browser::start().await;
+    let base = env.base.clone();
+
+    // First run: the dashboard sends a new instance to setup, and setup signs in.
+    b.goto(&format!("{base}/")).await;
+    b.wait_text("Set up Berth", Duration::from_secs(5)).await;
+    b.fill("#token", "wrong-token").await;
+    b.fill("#email", "ada@home.lan").await;
+    b.fill("#password", "correct horse battery").await;
+    b.fill("#workspace_name", "Home").await;
+    b.click("button[type=submit]").await;
+    let t = b.wait_text("Set up Berth", Duration::from_secs(5)).await;
+    assert!(
+        b.eval("return document.getElementById('token-error').textContent")
+            .await
+            .as_str()
+            .is_some_and(|e| !e.is_empty()),
+        "the token error sits next to the token field: {t}"
+    );
+    b.screenshot("setup").await;
+    b.fill("#token", &env.setup_token().unwrap()).await;
+    b.fill("#password", "correct horse battery").await;
+    b.click("button[type=submit]").await;
+    b.wait_text("0 projects in Home", Duration::from_secs(5)).await;
+
+    // A second workspace, from the header.
+    b.click_button("New workspace").await;
+    b.fill("#name", "Acme").await;
+    b.click("main button[type=submit]").await;
+    let t = b.wait_text("0 projects in Acme", Duration::from_secs(5)).await;
+    assert!(t.contains("New project"), "an owner sees the admin action: {t}");
+    let services = env.handle.as_ref().unwrap().services.clone();
+    let owner = services.cli_actor("ada@home.lan").await.unwrap();
+    let ws_id = services.access(&owner, "acme").await.unwrap().workspace.id;
+    let _cleanup = Cleanup(ws_id);
+
+    // A project from the local git repository: detection first, then create and deploy.
+    b.click_button("New project").await;
+    b.fill("#name", "web").await;
+    b.fill("#repo_url", &format!("file://{}", repo.path().display())).await;
+    b.fill("#port", "8080").await;
+    b.click_button("Detect").await;
+    let t = b.wait_text("Detected: dockerfile", Duration::from_secs(20)).await;
+    assert!(t.contains("main at"), "the detection names the branch and commit: {t}");
+    b.screenshot("new-project-detected").await;
+    b.click_button("Create and deploy").await;
+    b.wait_text("DEP-0001", Duration::from_secs(10)).await;
+    let first = deployment_id(&b.url().await);
+    // The build log streams into the page while the build runs; the badge turns running without a reload.
+    b.wait_text("COPY www /www", BUILD).await;
+    wait_status(&b, "running").await;
+    b.screenshot("deployment-log").await;
+
+    // The overview shows the replica and the app's URL, which serves the app.
+    b.click_button("Overview").await;
+    let t = b.wait_text("replicas ready", Duration::from_secs(5)).await;
+    assert!(t.contains("1 / 1"), "{t}");
+    assert!(t.contains("DEP-0001"), "{t}");
+    b.screenshot("overview").await;
+    b.dark(true).await;
+    b.screenshot("overview-dark").await;
+    b.dark(false).await;
+    let app_url = b.eval("return document.getElementById('app-url').href").await.as_str().unwrap().to_owned();
+    assert!(app_url.starts_with("http://web.acme.localhost:"), "{app_url}");
+    b.click("#app-url").await;
+    b.wait_text("hello from berth v1", Duration::from_secs(10)).await;
+
+    // A secret variable: masked on the page, revealed to the owner, in the containers after a redeploy.
+    b.goto(&format!("{base}/w/acme/p/web/env")).await;
+    b.fill("#key", "API_TOKEN").await;
+    b.fill("#value", "s3cr3t-v4lue").await;
+    b.click("#is_secret").await;
+    b.click_button("Add").await;
+    let t = b.wait_text("Added API_TOKEN", Duration::from_secs(5)).await;
+    assert!(t.contains("Redeploy to apply"), "{t}");
+    let html = b.eval("return document.documentElement.outerHTML").await;
+    assert!(!html.as_str().unwrap().contains("s3cr3t-v4lue"), "a secret's value is not in the page");
+    b.screenshot("env").await;
+    b.click_button("Reveal").await;
+    b.wait_text("Copy", Duration::from_secs(5)).await;
+    assert_eq!(b.value("#val-1").await, "s3cr3t-v4lue");
+    b.goto(&format!("{base}/w/acme/p/web")).await;
+    b.click_button("Redeploy").await;
+    b.wait_text("DEP-0002", Duration::from_secs(10)).await;
+    wait_status(&b, "running").await;
+    let second = deployment_id(&b.url().await);
+    assert!(container_env(&second).contains("API_TOKEN=s3cr3t-v4lue"), "the redeployed containers have the secret");
+
+    // A new commit deployed from the deployments page, then a rollback to the first release.
+    write_app(repo.path(), "hello from berth v2", 8080);
+    commit(repo.path(), "v2");
+    b.click_button("Deployments").await;
+    b.click_button("Deploy now").await;
+    b.wait_text("DEP-0003", Duration::from_secs(10)).await;
+    wait_status(&b, "running").await;
+    // (A query string, so the browser's cache of the first visit is not what answers.)
+    b.goto(&format!("{app_url}?after=DEP-0003")).await;
+    b.wait_text("hello from berth v2", Duration::from_secs(10)).await;
+    b.goto(&format!("{base}/w/acme/p/web/deployments")).await;
+    let t = b.wait_text("Releases", Duration::from_secs(5)).await;
+    assert!(t.contains("DEP-0003") && t.contains("Roll back to v1"), "{t}");
+    b.screenshot("deployments").await;
+    b.click_button("Roll back to v1").await;
+    b.wait_text("DEP-0004", Duration::from_secs(10)).await;
+    wait_status(&b, "running").await;
+    b.goto(&format!("{app_url}?after=DEP-0004")).await;
+    b.wait_text("hello from berth v1", Duration::from_secs(10)).await;
+    assert_ne!(first, second);
+
+    // Pages a screenshot should show.
+    b.goto(&format!("{base}/w/acme/p/web/logs")).await;
+    b.wait_text("Runtime logs", Duration::from_secs(5)).await;
+    b.screenshot("logs").await;
+    b.goto(&format!("{base}/w/acme/p/web/settings")).await;
+    let t = b.wait_text("Danger zone", Duration::from_secs(5)).await;
+    assert!(t.contains("Type the project's slug to confirm"), "{t}");
+    b.screenshot("settings").await;
+    b.goto(&format!("{base}/w/acme")).await;
+    b.wait_text("1 project in Acme", Duration::from_secs(5)).await;
+    b.screenshot("projects").await;
+    b.dark(true).await;
+    b.screenshot("projects-dark").await;
+    b.dark(false).await;
+    b.resize(360, 780).await;
+    b.goto(&format!("{base}/w/acme/p/web")).await;
+    b.wait_text("replicas ready", Duration::from_secs(5)).await;
+    let overflow = b.eval("return document.documentElement.scrollWidth > window.innerWidth").await;
+    b.screenshot("overview-360px").await;
+    assert_eq!(overflow.as_bool(), Some(false), "the overview fits 360 px without sideways scrolling");
+    b.resize(1280, 900).await;
+
+    // An invitation: the link is shown once, the invitee accepts and signs in as a member.
+    b.goto(&format!("{base}/w/acme/settings")).await;
+    b.fill("#email", "mia@acme.io").await;
+    b.click_button("Invite").await;
+    b.wait_text("Invitation created", Duration::from_secs(5)).await;
+    let link = b.value("#invite-link").await;
+    assert!(link.contains("/invitations/"), "{link}");
+    b.screenshot("members").await;
+    b.click_button("Sign out").await;
+    b.wait_text("Sign in to Berth", Duration::from_secs(5)).await;
+    let path = &link[link.find("/invitations/").unwrap()..];
+    b.goto(&format!("{base}{path}")).await;
+    let t = b.wait_text("Join a workspace", Duration::from_secs(5)).await;
+    assert!(t.contains("mia@acme.io is invited as member"), "{t}");
+    b.fill("#password", "mias password").await;
+    b.click_button("Accept invitation").await;
+    let t = b.wait_text("1 project in Acme", Duration::from_secs(5)).await;
+    assert!(t.contains("mia@acme.io (member)"), "{t}");
+    assert!(!t.contains("New project"), "a member sees no admin action: {t}");
+    b.screenshot("member-projects").await;
+    b.goto(&format!("{base}/w/acme/p/web/env")).await;
+    let t = b.wait_text("API_TOKEN", Duration::from_secs(5)).await;
+    assert!(!t.contains("Reveal"), "a member cannot reveal secrets: {t}");
+    b.goto(&format!("{base}/w/acme/p/web/settings")).await;
+    let t = b.wait_text("Only admins change settings", Duration::from_secs(5)).await;
+    assert!(!t.contains("Danger zone") && !t.contains("Save build"), "{t}");
+    b.goto(&format!("{base}/w/acme/settings")).await;
+    let t = b.wait_text("ada@home.lan", Duration::from_secs(5)).await;
+    assert!(!t.contains("Invite someone") && !t.contains("Remove"), "{t}");
+
+    // A forged admin action, posted with the member's own valid session and token, is refused.
+    b.goto(&format!("{base}/w/acme/p/web")).await;
+    b.wait_text("replicas ready", Duration::from_secs(5)).await;
+    b.eval(
+        "var f = document.createElement('form'); f.method = 'post'; f.action = '/w/acme/p/web/settings';
+         var add = function (k, v) { var i = document.createElement('input'); i.type = 'hidden'; i.name = k; i.value = v; f.appendChild(i); };
+         add('_csrf', document.querySelector('input[name=_csrf]').value); add('section', 'delete'); add('confirm', 'web');
+         document.body.appendChild(f); f.submit(); return true;",
+    )
+    .await;
+    let t = b.wait_text("Not allowed", Duration::from_secs(5)).await;
+    assert!(t.contains("needs the admin role"), "{t}");
+    b.screenshot("member-forbidden").await;
+    b.goto(&format!("{base}/w/acme/p/web")).await;
+    b.wait_text("replicas ready", Duration::from_secs(5)).await;
+}
