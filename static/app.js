@@ -21,6 +21,8 @@ function follow(pre) {
       if (status) { status.textContent = f.status; status.className = "badge s-" + f.status; }
       var done = document.getElementById("log-done");
       if (done) { done.hidden = false; }
+      // The outcome changes the page (timeline, actions): show it as the server renders it now.
+      if (pre.dataset.reload) { window.setTimeout(function () { window.location.reload(); }, 400); }
     }
   };
 }

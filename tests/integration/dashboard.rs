@@ -22,12 +22,15 @@ fn deployment_id(url: &str) -> String {
     url.rsplit("/d/").next().unwrap_or("").trim_end_matches('/').to_owned()
 }
 
-/// Waits until the deployment page's status badge (updated live by the stream, without a reload) says `want`.
+/// Waits until the deployment page's status badge (updated live by the stream) says `want` and the page has been
+/// reloaded with the outcome.
 async fn wait_status(b: &Browser, want: &str) {
     let start = std::time::Instant::now();
     loop {
         let s = b.eval("var e = document.getElementById('dep-status'); return e ? e.textContent : ''").await;
-        if s.as_str() == Some(want) {
+        // The script reloads the page once the stream is done; the reloaded page no longer streams.
+        let streaming = b.eval("return document.querySelector('pre[data-stream]') !== null").await;
+        if s.as_str() == Some(want) && streaming.as_bool() == Some(false) {
             return;
         }
         assert!(s.as_str() != Some("failed"), "the deployment failed: {}", b.text().await);
@@ -97,8 +100,21 @@ async fn a_person_sets_up_berth_deploys_from_git_manages_secrets_rolls_back_and_
     b.click_button("Create and deploy").await;
     b.wait_text("DEP-0001", Duration::from_secs(10)).await;
     let first = deployment_id(&b.url().await);
-    // The build log streams into the page while the build runs; the badge turns running without a reload.
-    b.wait_text("COPY www /www", BUILD).await;
+    // The build log streams into the page while the build runs: the page that was loaded mid-build (marked
+    // here) receives the build's lines without a reload.
+    let streaming =
+        b.eval("window.__loaded_once = true; return document.querySelector('pre[data-stream]') !== null").await;
+    assert_eq!(streaming.as_bool(), Some(true), "the deployment page opens while the build runs");
+    let start = std::time::Instant::now();
+    loop {
+        let r = b.eval("return [window.__loaded_once === true, document.querySelector('pre.log').textContent.includes('COPY www /www')]").await;
+        assert_eq!(r[0].as_bool(), Some(true), "the build's lines arrived only with a reload");
+        if r[1].as_bool() == Some(true) {
+            break;
+        }
+        assert!(start.elapsed() < BUILD, "no build line streamed: {}", b.text().await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     wait_status(&b, "running").await;
     b.screenshot("deployment-log").await;
 
@@ -225,4 +241,138 @@ async fn a_person_sets_up_berth_deploys_from_git_manages_secrets_rolls_back_and_
     b.screenshot("member-forbidden").await;
     b.goto(&format!("{base}/w/acme/p/web")).await;
     b.wait_text("replicas ready", Duration::from_secs(5)).await;
+}
+
+/// The `Set-Cookie` values of a response, joined.
+fn cookies(r: &reqwest::Response) -> String {
+    r.headers().get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>().join("\n")
+}
+
+/// The value of cookie `name` in `Set-Cookie` lines.
+fn cookie_value(set_cookie: &str, name: &str) -> String {
+    set_cookie
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}=")))
+        .and_then(|v| v.split(';').next())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The value of the hidden `_csrf` field in a page.
+fn csrf_of(html: &str) -> String {
+    let at = html.find("name=\"_csrf\" value=\"").unwrap() + "name=\"_csrf\" value=\"".len();
+    html[at..].split('"').next().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn sessions_cookies_csrf_rate_limits_and_assets_hold_without_a_browser() {
+    let env = TestEnv::start_with(|c| c.login_attempts_per_minute = 3).await;
+    env.user_with_key("ada@acme.io", "acme").await;
+    let (http, base) = (&env.http, &env.base);
+
+    // Not signed in: pages send you to sign in and come back.
+    let r = http.get(format!("{base}/w/acme")).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/login?next=%2Fw%2Facme");
+
+    // The sign-in form needs its own token (double submit): without the cookie it is refused.
+    let page = http.get(format!("{base}/login")).send().await.unwrap();
+    let form_cookie = cookie_value(&cookies(&page), "berth_form");
+    let html = page.text().await.unwrap();
+    let token = csrf_of(&html);
+    assert_eq!(token, form_cookie);
+    let body = format!("_csrf={token}&email=ada%40acme.io&password=password123&next=%2Fw%2Facme");
+    let r = http
+        .post(format!("{base}/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "no form cookie, no sign-in");
+    let r = http
+        .post(format!("{base}/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("cookie", format!("berth_form={form_cookie}"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/w/acme");
+    let set = cookies(&r);
+    assert!(set.contains("HttpOnly") && set.contains("SameSite=Lax") && !set.contains("Secure"), "{set}");
+    let session = format!("berth_session={}", cookie_value(&set, "berth_session"));
+
+    // Signed in: a page, its hashed assets with a year of immutable caching.
+    let html =
+        http.get(format!("{base}/w/acme")).header("cookie", &session).send().await.unwrap().text().await.unwrap();
+    assert!(html.contains("0 projects in acme"), "{html}");
+    let css = &html[html.find("/static/app.").unwrap()..];
+    let css = &css[..css.find('"').unwrap()];
+    let r = http.get(format!("{base}{css}")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["cache-control"], "public, max-age=31536000, immutable");
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/"));
+    assert_eq!(http.get(format!("{base}/static/app.000000000000.css")).send().await.unwrap().status(), 404);
+
+    // Every form carries the session's token: without it or with another, nothing happens.
+    let csrf = csrf_of(&html);
+    for sent in ["", "&_csrf=not-the-token"] {
+        let r = http
+            .post(format!("{base}/workspaces/new"))
+            .header("cookie", &session)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("name=Forged{sent}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403);
+        assert!(r.text().await.unwrap().contains("security token"));
+    }
+    assert!(env.get("/api/workspaces/forged", &crate::support::Cred::None).await.status != 200);
+
+    // A field error comes back next to its field.
+    let r = http
+        .post(format!("{base}/workspaces/new"))
+        .header("cookie", &session)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("_csrf={csrf}&name=&slug=Not+A+Slug"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("id=\"name-error\"") || html.contains("id=\"slug-error\""), "{html}");
+    assert!(html.contains("aria-invalid=\"true\""), "{html}");
+
+    // Sign-in attempts are rate limited; the form says so.
+    let page = http.get(format!("{base}/login")).send().await.unwrap();
+    let form_cookie = cookie_value(&cookies(&page), "berth_form");
+    let mut last = String::new();
+    for _ in 0..5 {
+        let r = http
+            .post(format!("{base}/login"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("cookie", format!("berth_form={form_cookie}"))
+            .body(format!("_csrf={form_cookie}&email=ada%40acme.io&password=wrong-password"))
+            .send()
+            .await
+            .unwrap();
+        last = r.text().await.unwrap();
+    }
+    assert!(last.to_lowercase().contains("rate limit") || last.contains("retry"), "{last}");
+
+    // Signing out ends the session.
+    let r = http
+        .post(format!("{base}/logout"))
+        .header("cookie", &session)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("_csrf={csrf}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let r = http.get(format!("{base}/w/acme")).header("cookie", &session).send().await.unwrap();
+    assert_eq!(r.status(), 303, "the old cookie no longer signs in");
 }

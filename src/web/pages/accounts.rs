@@ -9,7 +9,7 @@ use crate::crypto;
 use crate::domain::Invitation;
 use crate::services::ServiceError;
 use crate::web::AppState;
-use crate::web::api::extract::{body_bytes, client_ip, session_cookie, session_cookie_header};
+use crate::web::api::extract::{body_bytes, client_ip, cookie, session_cookie, session_cookie_header};
 use askama::Template;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::request::Parts;
@@ -40,14 +40,7 @@ async fn pre_session_form<T: serde::de::DeserializeOwned>(
     req: Request,
 ) -> Result<(Parts, T), ServiceError> {
     let (parts, body) = req.into_parts();
-    let cookie = parts
-        .headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|c| c.trim().strip_prefix(FORM_COOKIE).and_then(|r| r.strip_prefix('=')).map(str::to_owned))
-        .unwrap_or_default();
+    let cookie = cookie(&parts, FORM_COOKIE).unwrap_or_default();
     let bytes = body_bytes(Request::from_parts(parts.clone(), body), state).await?;
     super::check_csrf(&bytes, &cookie)?;
     Ok((parts, parse_form(&bytes)?))
@@ -82,7 +75,7 @@ fn setup_page(form: SetupForm, errors: FormErrors) -> PageResult {
 
 /// `GET /setup`: the first-run form (once a user exists, sign-in instead).
 pub async fn setup_get(State(state): State<AppState>) -> PageResult {
-    if !state.services.setup_pending() {
+    if !state.services.setup_pending().await {
         return Ok(see_other("/login"));
     }
     setup_page(SetupForm::default(), FormErrors::default())
@@ -139,7 +132,7 @@ fn login_page(email: String, next: String, errors: FormErrors) -> PageResult {
 
 /// `GET /login`: the sign-in form (first-run setup while no user exists).
 pub async fn login_get(State(state): State<AppState>, Query(q): Query<NextQuery>) -> PageResult {
-    if state.services.setup_pending() {
+    if state.services.setup_pending().await {
         return Ok(see_other("/setup"));
     }
     login_page(String::new(), safe_next(q.next.as_deref()), FormErrors::default())

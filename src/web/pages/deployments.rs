@@ -2,6 +2,7 @@
 //! then live over the API's EventSource stream) and its actions: cancel, retry, rollback.
 
 use super::{Chrome, PageResult, Posted, Viewer, render, see_other, when};
+use crate::domain::DeploymentStatus;
 use crate::domain::PageRequest;
 use crate::domain::deployment::{Deployment, DeploymentEvent, LogLine, Release};
 use crate::services::{DeployInput, ServiceError};
@@ -24,13 +25,21 @@ impl DeploymentRow {
     }
 }
 
+/// A release row: the image's tag for display, and whether it is the one serving now.
+pub struct ReleaseRow {
+    pub release: Release,
+    pub tag: String,
+    pub created: String,
+    pub current: bool,
+}
+
 #[derive(Template)]
 #[template(path = "deployments/list.html")]
 pub struct DeploymentsPage {
     pub chrome: Chrome,
     pub project: String,
     pub deployments: Vec<DeploymentRow>,
-    pub releases: Vec<(Release, String)>,
+    pub releases: Vec<ReleaseRow>,
     pub error: Option<String>,
     pub page: u32,
     pub more: bool,
@@ -56,8 +65,18 @@ async fn list(state: &AppState, viewer: &Viewer, ws: &str, p: &str, page: u32, e
     let list = s.list_deployments(&viewer.actor, ws, p, None, None, PageRequest { page, limit: PER_PAGE }).await?;
     let releases = s.list_releases(&viewer.actor, ws, p, PageRequest { page: 1, limit: 10 }).await?;
     let more = i64::from(page * PER_PAGE) < list.total;
+    let serving = list.items.iter().find(|d| d.status == DeploymentStatus::Running).and_then(|d| d.release_id.clone());
     let deployments = list.items.into_iter().map(DeploymentRow::new).collect();
-    let releases = releases.items.into_iter().map(|r| (when(&r.created_at), r)).map(|(w, r)| (r, w)).collect();
+    let releases = releases
+        .items
+        .into_iter()
+        .map(|r| ReleaseRow {
+            tag: r.image.rsplit_once(':').map(|(_, t)| t.to_owned()).unwrap_or_else(|| r.image.clone()),
+            created: when(&r.created_at),
+            current: serving.as_deref() == Some(r.id.as_str()),
+            release: r,
+        })
+        .collect();
     Ok(render(&DeploymentsPage { chrome, project: p.to_owned(), deployments, releases, error, page, more }))
 }
 
@@ -131,7 +150,9 @@ async fn detail(state: &AppState, viewer: &Viewer, ws: &str, id: &str, error: Op
     }
     let events = detail.events.into_iter().map(|e| (when(&e.at), e)).map(|(w, e)| (e, w)).collect();
     let d = detail.deployment;
-    let has_release = d.release_id.is_some() && d.kind != crate::domain::DeploymentKind::Rollback;
+    let has_release = d.release_id.is_some()
+        && d.kind != crate::domain::DeploymentKind::Rollback
+        && d.status != DeploymentStatus::Running;
     Ok(render(&DeploymentPage { chrome, created: when(&d.created_at), d, events, log, last_seq, error, has_release }))
 }
 

@@ -392,6 +392,21 @@ mod tests {
     }
 
     #[test]
+    fn pages_escape_what_they_show_and_link_the_hashed_assets() {
+        let page = ErrorPage {
+            chrome: Chrome::bare("<b>title</b>"),
+            status: 404,
+            heading: "Not found",
+            message: "project '<script>alert(1)</script>' not found".into(),
+        };
+        let html = page.render().unwrap();
+        assert!(html.contains("&#60;script&#62;") || html.contains("&lt;script&gt;"), "{html}");
+        assert!(!html.contains("<script>alert"), "{html}");
+        assert!(html.contains(&assets::CSS.url) && html.contains(&assets::JS.url));
+        assert!(html.contains("<html lang=\"en\">") && html.contains("name=\"viewport\""));
+    }
+
+    #[test]
     fn next_stays_on_this_site() {
         assert_eq!(safe_next(Some("/w/acme")), "/w/acme");
         assert_eq!(safe_next(Some("//evil.example")), "/");

@@ -19,7 +19,7 @@ pub async fn home_get(
     Query(q): Query<HomeQuery>,
 ) -> PageResult {
     let Ok(viewer) = viewer else {
-        return Ok(see_other(if state.services.setup_pending() { "/setup" } else { "/login" }));
+        return Ok(see_other(if state.services.setup_pending().await { "/setup" } else { "/login" }));
     };
     if let Some(ws) = q.ws.filter(|w| !w.is_empty()) {
         let access = state.services.access(&viewer.actor, &ws).await?;
