@@ -181,21 +181,14 @@ impl Browser {
     /// Writes a PNG of the page to `$BERTH_SCREENSHOTS/<name>.png` when that variable is set.
     pub async fn screenshot(&self, name: &str) {
         let Ok(dir) = std::env::var("BERTH_SCREENSHOTS") else { return };
-        // The whole page: the window grows to the document's height for the picture, then shrinks back.
-        let size =
-            self.eval("return [window.outerWidth, window.outerHeight, document.documentElement.scrollHeight]").await;
-        let (w, h, full) = (
-            size[0].as_u64().unwrap_or(1280) as u32,
-            size[1].as_u64().unwrap_or(900) as u32,
-            size[2].as_u64().unwrap_or(900) as u32,
-        );
-        if full > h {
-            self.resize(w, full.min(3000)).await;
-        }
-        let b64 = self.cmd(reqwest::Method::GET, "/screenshot", None).await;
-        if full > h {
-            self.resize(w, h).await;
-        }
+        // The whole page, beyond the window, through the DevTools protocol.
+        let shot = self
+            .post(
+                "/goog/cdp/execute",
+                json!({"cmd": "Page.captureScreenshot", "params": {"format": "png", "captureBeyondViewport": true}}),
+            )
+            .await;
+        let b64 = shot["data"].clone();
         let png = base64::engine::general_purpose::STANDARD.decode(b64.as_str().unwrap_or("")).unwrap();
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(std::path::Path::new(&dir).join(format!("{name}.png")), png).unwrap();

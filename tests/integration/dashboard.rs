@@ -182,6 +182,32 @@ async fn a_person_sets_up_berth_deploys_from_git_manages_secrets_rolls_back_and_
     let t = b.wait_text("Danger zone", Duration::from_secs(5)).await;
     assert!(t.contains("Type the project's slug to confirm"), "{t}");
     b.screenshot("settings").await;
+    b.fill("#confirm", "not-web").await;
+    b.click_button("Delete web").await;
+    let t = b.wait_text("type the project's slug 'web' to confirm", Duration::from_secs(5)).await;
+    assert!(b.eval("return document.getElementById('confirm-error') !== null").await.as_bool() == Some(true), "{t}");
+
+    // A custom domain waits for verification, with what to do.
+    b.goto(&format!("{base}/w/acme/p/web/domains")).await;
+    b.fill("#domain", "app.example.test").await;
+    b.click_button("Add domain").await;
+    let t = b.wait_text("app.example.test", Duration::from_secs(10)).await;
+    assert!(t.contains("pending_dns"), "{t}");
+    b.screenshot("domains").await;
+
+    // An API key is shown once; the audit log shows who did what.
+    b.goto(&format!("{base}/w/acme/api-keys")).await;
+    b.fill("#name", "laptop").await;
+    b.click_button("Create key").await;
+    b.wait_text("it is never shown again", Duration::from_secs(5)).await;
+    assert!(b.value("#new-key").await.starts_with("berth_sk_"));
+    b.goto(&format!("{base}/w/acme/api-keys")).await;
+    let t = b.wait_text("laptop", Duration::from_secs(5)).await;
+    assert!(!t.contains("it is never shown again"), "{t}");
+    b.goto(&format!("{base}/w/acme/audit")).await;
+    let t = b.wait_text("ada@home.lan", Duration::from_secs(5)).await;
+    assert!(t.contains("api_key.create") || t.contains("project.create"), "{t}");
+    b.screenshot("audit").await;
     b.goto(&format!("{base}/w/acme")).await;
     b.wait_text("1 project in Acme", Duration::from_secs(5)).await;
     b.screenshot("projects").await;
