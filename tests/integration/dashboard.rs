@@ -293,7 +293,7 @@ fn csrf_of(html: &str) -> String {
 #[tokio::test]
 async fn sessions_cookies_csrf_rate_limits_and_assets_hold_without_a_browser() {
     let env = TestEnv::start_with(|c| c.login_attempts_per_minute = 3).await;
-    env.user_with_key("ada@acme.io", "acme").await;
+    let (_, owner_key) = env.user_with_key("ada@acme.io", "acme").await;
     let (http, base) = (&env.http, &env.base);
 
     // Not signed in: pages send you to sign in and come back.
@@ -371,6 +371,32 @@ async fn sessions_cookies_csrf_rate_limits_and_assets_hold_without_a_browser() {
     let html = r.text().await.unwrap();
     assert!(html.contains("id=\"name-error\"") || html.contains("id=\"slug-error\""), "{html}");
     assert!(html.contains("aria-invalid=\"true\""), "{html}");
+
+    // A project from an image: no detection, the image builder, and the first deployment's page next.
+    base_image();
+    let ws_id = env.get("/api/workspaces/acme", &owner_key).await.data()["id"].as_str().unwrap().to_owned();
+    let _cleanup = Cleanup(ws_id);
+    let r = http
+        .post(format!("{base}/w/acme/new"))
+        .header("cookie", &session)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("_csrf={csrf}&source=image&name=cache&image=berth-test%2Fbusybox%3A1&port=8080&action=create"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let to = r.headers()["location"].to_str().unwrap().to_owned();
+    assert!(to.starts_with("/w/acme/d/"), "{to}");
+    let p = env.get("/api/workspaces/acme/projects/cache", &owner_key).await.expect(200);
+    assert_eq!(
+        (p.data()["build"]["builder"].as_str(), p.data()["image"].as_str()),
+        (Some("image"), Some("berth-test/busybox:1"))
+    );
+    let html = http.get(format!("{base}{to}")).header("cookie", &session).send().await.unwrap().text().await.unwrap();
+    assert!(
+        html.contains("DEP-0001") && html.contains("Build log"),
+        "without JavaScript the page shows the log so far"
+    );
 
     // Sign-in attempts are rate limited; the form says so.
     let page = http.get(format!("{base}/login")).send().await.unwrap();
