@@ -131,9 +131,16 @@ fn login_page(email: String, next: String, errors: FormErrors) -> PageResult {
 }
 
 /// `GET /login`: the sign-in form (first-run setup while no user exists).
-pub async fn login_get(State(state): State<AppState>, Query(q): Query<NextQuery>) -> PageResult {
+pub async fn login_get(
+    State(state): State<AppState>,
+    viewer: Result<Viewer, super::PageError>,
+    Query(q): Query<NextQuery>,
+) -> PageResult {
     if state.services.setup_pending().await {
         return Ok(see_other("/setup"));
+    }
+    if viewer.is_ok() {
+        return Ok(see_other(&safe_next(q.next.as_deref())));
     }
     login_page(String::new(), safe_next(q.next.as_deref()), FormErrors::default())
 }

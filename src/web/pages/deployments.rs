@@ -138,7 +138,7 @@ const LOG_IN_PAGE: u32 = 5000;
 async fn detail(state: &AppState, viewer: &Viewer, ws: &str, id: &str, error: Option<String>) -> PageResult {
     let s = &state.services;
     let detail = s.get_deployment(&viewer.actor, ws, id).await?;
-    let (_, project) = project_of(state, viewer, ws, &detail.deployment).await?;
+    let project = s.deployment_project_slug(&viewer.actor, ws, id).await?;
     let mut chrome = Chrome::in_project(state, viewer, ws, &project, "deployments").await?;
     chrome.title = format!("{} · {project}", detail.deployment.reference);
     let lines: Vec<LogLine> = s.deployment_logs(&viewer.actor, ws, id, 0, LOG_IN_PAGE).await?;
@@ -154,27 +154,6 @@ async fn detail(state: &AppState, viewer: &Viewer, ws: &str, id: &str, error: Op
         && d.kind != crate::domain::DeploymentKind::Rollback
         && d.status != DeploymentStatus::Running;
     Ok(render(&DeploymentPage { chrome, created: when(&d.created_at), d, events, log, last_seq, error, has_release }))
-}
-
-/// The slug of the project a deployment belongs to (found among the viewer's projects by id).
-async fn project_of(
-    state: &AppState,
-    viewer: &Viewer,
-    ws: &str,
-    d: &Deployment,
-) -> Result<(String, String), super::PageError> {
-    let s = &state.services;
-    let mut page = 1;
-    loop {
-        let (_, list) = s.list_projects(&viewer.actor, ws, PageRequest { page, limit: 50 }).await?;
-        if let Some(p) = list.items.iter().find(|p| p.id == d.project_id) {
-            return Ok((p.id.clone(), p.slug.clone()));
-        }
-        if list.items.len() < 50 {
-            return Err(ServiceError::NotFound(format!("deployment '{}' not found", d.id)).into());
-        }
-        page += 1;
-    }
 }
 
 /// `GET /w/:ws/d/:id`: status, timeline and build log; the log follows live while the deployment runs.
