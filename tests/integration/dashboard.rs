@@ -154,7 +154,16 @@ async fn a_person_sets_up_berth_deploys_from_git_manages_secrets_rolls_back_and_
     assert!(container_env(&second).contains("API_TOKEN=s3cr3t-v4lue"), "the redeployed containers have the secret");
 
     // A new commit deployed from the deployments page, then a rollback to the first release.
+    // v2 also writes to its log: a line at start and, with -vv, one per request.
     write_app(repo.path(), "hello from berth v2", 8080);
+    std::fs::write(
+        repo.path().join("Dockerfile"),
+        format!(
+            "FROM {}\nCOPY www /www\nCMD [\"busybox\", \"sh\", \"-c\", \"echo runtime hello from v2; exec busybox httpd -f -vv -p 8080 -h /www\"]\n",
+            crate::deploy::BASE_IMAGE
+        ),
+    )
+    .unwrap();
     commit(repo.path(), "v2");
     b.click_button("Deployments").await;
     b.click_button("Deploy now").await;
@@ -163,6 +172,28 @@ async fn a_person_sets_up_berth_deploys_from_git_manages_secrets_rolls_back_and_
     // (A query string, so the browser's cache of the first visit is not what answers.)
     b.goto(&format!("{app_url}?after=DEP-0003")).await;
     b.wait_text("hello from berth v2", Duration::from_secs(10)).await;
+    // The runtime log: searched, then followed live while the app is requested.
+    b.goto(&format!("{base}/w/acme/p/web/logs?q=hello+from+v2&since=1h")).await;
+    let t = b.wait_text("runtime hello from v2", Duration::from_secs(20)).await;
+    assert!(t.contains("1 line,"), "the search keeps only the matching line: {t}");
+    b.goto(&format!("{base}/w/acme/p/web/logs")).await;
+    b.wait_text("runtime hello from v2", Duration::from_secs(5)).await;
+    let lines =
+        "return [window.__logs_page === true, document.querySelector('pre.log').textContent.split('\\n').length]";
+    let before = b.eval(&format!("window.__logs_page = true; {lines}")).await;
+    let host = app_url.trim_start_matches("http://").trim_end_matches('/').to_owned();
+    let start = std::time::Instant::now();
+    loop {
+        let _ = env.http.get(format!("{}/?live", env.apps)).header("Host", &host).send().await;
+        let now = b.eval(lines).await;
+        assert_eq!(now[0].as_bool(), Some(true), "the page was reloaded");
+        if now[1].as_u64() > before[1].as_u64() {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "no new runtime line arrived: {}", b.text().await);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    b.screenshot("logs").await;
     b.goto(&format!("{base}/w/acme/p/web/deployments")).await;
     let t = b.wait_text("Releases", Duration::from_secs(5)).await;
     assert!(t.contains("DEP-0003") && t.contains("Roll back to v1"), "{t}");
@@ -175,9 +206,6 @@ async fn a_person_sets_up_berth_deploys_from_git_manages_secrets_rolls_back_and_
     assert_ne!(first, second);
 
     // Pages a screenshot should show.
-    b.goto(&format!("{base}/w/acme/p/web/logs")).await;
-    b.wait_text("Runtime logs", Duration::from_secs(5)).await;
-    b.screenshot("logs").await;
     b.goto(&format!("{base}/w/acme/p/web/settings")).await;
     let t = b.wait_text("Danger zone", Duration::from_secs(5)).await;
     assert!(t.contains("Type the project's slug to confirm"), "{t}");
