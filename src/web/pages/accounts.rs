@@ -46,6 +46,7 @@ async fn pre_session_form<T: serde::de::DeserializeOwned>(
     Ok((parts, parse_form(&bytes)?))
 }
 
+/// Renders `templates/accounts/setup.html`.
 #[derive(Template)]
 #[template(path = "accounts/setup.html")]
 pub struct SetupPage {
@@ -54,6 +55,7 @@ pub struct SetupPage {
     pub errors: FormErrors,
 }
 
+/// What the form posts; fields it does not name (`_csrf`) are ignored here and checked against the form cookie.
 #[derive(Deserialize, Default)]
 pub struct SetupForm {
     #[serde(default)]
@@ -100,6 +102,7 @@ pub async fn setup_post(State(state): State<AppState>, req: Request) -> PageResu
     }
 }
 
+/// Renders `templates/accounts/login.html`.
 #[derive(Template)]
 #[template(path = "accounts/login.html")]
 pub struct LoginPage {
@@ -109,6 +112,7 @@ pub struct LoginPage {
     pub errors: FormErrors,
 }
 
+/// What the form posts; fields it does not name (`_csrf`) are ignored here and checked against the form cookie.
 #[derive(Deserialize, Default)]
 pub struct LoginForm {
     #[serde(default)]
@@ -118,6 +122,7 @@ pub struct LoginForm {
     pub next: Option<String>,
 }
 
+/// The page's query string.
 #[derive(Deserialize)]
 pub struct NextQuery {
     pub next: Option<String>,
@@ -174,6 +179,7 @@ pub async fn logout_post(State(state): State<AppState>, req: Request) -> PageRes
     Ok(r)
 }
 
+/// Renders `templates/accounts/accept.html`.
 #[derive(Template)]
 #[template(path = "accounts/accept.html")]
 pub struct AcceptPage {
@@ -185,6 +191,7 @@ pub struct AcceptPage {
     pub errors: FormErrors,
 }
 
+/// What the form posts; fields it does not name (`_csrf`) are ignored here and checked against the form cookie.
 #[derive(Deserialize, Default)]
 pub struct AcceptForm {
     pub password: Option<String>,

@@ -33,6 +33,7 @@ pub struct ReleaseRow {
     pub current: bool,
 }
 
+/// Renders `templates/deployments/list.html`.
 #[derive(Template)]
 #[template(path = "deployments/list.html")]
 pub struct DeploymentsPage {
@@ -52,6 +53,7 @@ impl DeploymentsPage {
     }
 }
 
+/// The page's query string.
 #[derive(Deserialize)]
 pub struct ListQuery {
     pub page: Option<u32>,
@@ -90,6 +92,7 @@ pub async fn list_get(
     list(&state, &viewer, &ws, &p, q.page.unwrap_or(1).max(1), None).await
 }
 
+/// What the form posts; fields it does not name (`_csrf`) are ignored here and checked by `Posted`.
 #[derive(Deserialize, Default)]
 pub struct DeployForm {
     pub branch: Option<String>,
@@ -118,6 +121,7 @@ pub async fn list_post(
     }
 }
 
+/// Renders `templates/deployments/detail.html`.
 #[derive(Template)]
 #[template(path = "deployments/detail.html")]
 pub struct DeploymentPage {
@@ -165,6 +169,7 @@ pub async fn detail_get(
     detail(&state, &viewer, &ws, &id, None).await
 }
 
+/// What the form posts; fields it does not name (`_csrf`) are ignored here and checked by `Posted`.
 #[derive(Deserialize)]
 pub struct ActionForm {
     /// `cancel`, `retry`, `rollback` or `stop`.

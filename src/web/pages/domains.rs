@@ -7,6 +7,7 @@ use askama::Template;
 use axum::extract::{Path, State};
 use serde::Deserialize;
 
+/// Renders `templates/projects/domains.html`.
 #[derive(Template)]
 #[template(path = "projects/domains.html")]
 pub struct DomainsPage {
@@ -38,6 +39,7 @@ pub async fn domains_get(
     domains_page(&state, &viewer, &ws, &p, String::new(), FormErrors::default()).await
 }
 
+/// What the form posts; fields it does not name (`_csrf`) are ignored here and checked by `Posted`.
 #[derive(Deserialize)]
 pub struct DomainForm {
     /// `add`, `verify` or `delete`.

@@ -9,6 +9,7 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use serde::Deserialize;
 
+/// The page's query string.
 #[derive(Deserialize, Default)]
 pub struct LogsQuery {
     #[serde(default)]
@@ -24,6 +25,7 @@ pub struct LogsQuery {
     pub stream: String,
 }
 
+/// Renders `templates/projects/logs.html`.
 #[derive(Template)]
 #[template(path = "projects/logs.html")]
 pub struct LogsPage {

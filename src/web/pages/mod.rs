@@ -40,7 +40,7 @@ pub fn router() -> Router<AppState> {
         .route("/workspaces/new", get(workspaces::new_get).post(workspaces::new_post))
         .route("/w/{ws}", get(workspaces::projects_get))
         .route("/w/{ws}/settings", get(settings::members_get).post(settings::members_post))
-        .route("/w/{ws}/api-keys", get(settings::keys_get).post(settings::keys_post))
+        .route("/w/{ws}/api-keys", get(settings::api_keys_get).post(settings::api_keys_post))
         .route("/w/{ws}/audit", get(settings::audit_get))
         .route("/w/{ws}/new", get(projects::new_get).post(projects::new_post))
         .route("/w/{ws}/p/{p}", get(projects::overview_get).post(projects::overview_post))

@@ -29,6 +29,7 @@ fn type_name(d: &DetectResult) -> String {
     serde_json::to_value(d.detection.kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
 }
 
+/// What the form posts; fields it does not name (`_csrf`) are ignored here and checked by `Posted`.
 #[derive(Deserialize, Default)]
 pub struct NewProjectForm {
     /// `git` or `image`.
@@ -51,6 +52,7 @@ pub struct NewProjectForm {
     pub action: String,
 }
 
+/// Renders `templates/projects/new.html`.
 #[derive(Template)]
 #[template(path = "projects/new.html")]
 pub struct NewProjectPage {
@@ -176,6 +178,7 @@ pub async fn new_post(
     }
 }
 
+/// Renders `templates/projects/overview.html`.
 #[derive(Template)]
 #[template(path = "projects/overview.html")]
 pub struct OverviewPage {
@@ -205,6 +208,7 @@ pub async fn overview_get(
     overview(&state, &viewer, &ws, &p, None).await
 }
 
+/// What the form posts; fields it does not name (`_csrf`) are ignored here and checked by `Posted`.
 #[derive(Deserialize)]
 pub struct ControlForm {
     /// `deploy`, `redeploy`, `restart`, `start` or `stop`.
@@ -235,6 +239,7 @@ pub async fn overview_post(
     }
 }
 
+/// Renders `templates/projects/settings.html`.
 #[derive(Template)]
 #[template(path = "projects/settings.html")]
 pub struct SettingsPage {
@@ -289,11 +294,13 @@ pub async fn settings_get(
     settings_page(&state, &viewer, &ws, &p, FormErrors::default(), saved).await
 }
 
+/// The page's query string.
 #[derive(Deserialize)]
 pub struct SavedQuery {
     pub saved: Option<String>,
 }
 
+/// What the form posts; fields it does not name (`_csrf`) are ignored here and checked by `Posted`.
 #[derive(Deserialize, Default)]
 pub struct SettingsForm {
     /// `git`, `build`, `runtime`, `resources`, `volumes` or `delete`.

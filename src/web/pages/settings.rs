@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 const ALL: PageRequest = PageRequest { page: 1, limit: 50 };
 
+/// Renders `templates/settings/members.html`.
 #[derive(Template)]
 #[template(path = "settings/members.html")]
 pub struct MembersPage {
@@ -53,6 +54,7 @@ pub async fn members_get(State(state): State<AppState>, viewer: Viewer, Path(ws)
     members_page(&state, &viewer, &ws, None, String::new(), FormErrors::default()).await
 }
 
+/// What the form posts; fields it does not name (`_csrf`) are ignored here and checked by `Posted`.
 #[derive(Deserialize)]
 pub struct MembersForm {
     /// `invite`, `revoke_invitation`, `role` or `remove`.
@@ -100,6 +102,7 @@ pub async fn members_post(
     }
 }
 
+/// Renders `templates/settings/api_keys.html`.
 #[derive(Template)]
 #[template(path = "settings/api_keys.html")]
 pub struct KeysPage {
@@ -136,10 +139,11 @@ async fn keys_page(
 }
 
 /// `GET /w/:ws/api-keys`.
-pub async fn keys_get(State(state): State<AppState>, viewer: Viewer, Path(ws): Path<String>) -> PageResult {
+pub async fn api_keys_get(State(state): State<AppState>, viewer: Viewer, Path(ws): Path<String>) -> PageResult {
     keys_page(&state, &viewer, &ws, None, String::new(), FormErrors::default()).await
 }
 
+/// What the form posts; fields it does not name (`_csrf`) are ignored here and checked by `Posted`.
 #[derive(Deserialize)]
 pub struct KeysForm {
     /// `create` or `revoke`.
@@ -155,7 +159,7 @@ pub struct KeysForm {
 }
 
 /// `POST /w/:ws/api-keys`: create (the full key is shown on this response only) or revoke.
-pub async fn keys_post(
+pub async fn api_keys_post(
     State(state): State<AppState>,
     Path(ws): Path<String>,
     Posted { viewer, form }: Posted<KeysForm>,
@@ -201,6 +205,7 @@ pub async fn keys_post(
     }
 }
 
+/// Renders `templates/settings/audit.html`.
 #[derive(Template)]
 #[template(path = "settings/audit.html")]
 pub struct AuditPage {
@@ -210,6 +215,7 @@ pub struct AuditPage {
     pub more: bool,
 }
 
+/// The page's query string.
 #[derive(Deserialize)]
 pub struct AuditQuery {
     pub page: Option<u32>,

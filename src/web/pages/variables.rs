@@ -10,6 +10,7 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use serde::Deserialize;
 
+/// Renders `templates/projects/env.html`.
 #[derive(Template)]
 #[template(path = "projects/env.html")]
 pub struct EnvPage {
@@ -27,6 +28,7 @@ fn target(p: &str) -> VarTarget {
     VarTarget { project: Some(p.to_owned()), environment: None }
 }
 
+/// The page's query string.
 #[derive(Deserialize, Default)]
 pub struct EnvQuery {
     pub reveal: Option<String>,
@@ -74,6 +76,7 @@ pub async fn env_get(
     env_page(&state, &viewer, &ws, &p, q.reveal, st).await
 }
 
+/// What the form posts; fields it does not name (`_csrf`) are ignored here and checked by `Posted`.
 #[derive(Deserialize, Default)]
 pub struct EnvForm {
     /// `add`, `update`, `delete` or `paste`.

@@ -7,6 +7,7 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use serde::Deserialize;
 
+/// The page's query string.
 #[derive(Deserialize)]
 pub struct HomeQuery {
     pub ws: Option<String>,
@@ -32,6 +33,7 @@ pub async fn home_get(
     })
 }
 
+/// Renders `templates/workspaces/new.html`.
 #[derive(Template)]
 #[template(path = "workspaces/new.html")]
 pub struct NewWorkspacePage {
@@ -41,6 +43,7 @@ pub struct NewWorkspacePage {
     pub errors: FormErrors,
 }
 
+/// What the form posts; fields it does not name (`_csrf`) are ignored here and checked by `Posted`.
 #[derive(Deserialize)]
 pub struct NewWorkspaceForm {
     #[serde(default)]
@@ -76,6 +79,7 @@ pub struct ProjectRow {
     pub updated: String,
 }
 
+/// Renders `templates/workspaces/projects.html`.
 #[derive(Template)]
 #[template(path = "workspaces/projects.html")]
 pub struct ProjectsPage {
@@ -86,6 +90,7 @@ pub struct ProjectsPage {
     pub pages: u32,
 }
 
+/// The page's query string.
 #[derive(Deserialize)]
 pub struct PageQuery {
     pub page: Option<u32>,
