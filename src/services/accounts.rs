@@ -43,6 +43,13 @@ pub(crate) struct CachedKey {
 const TOUCH_EVERY: Duration = Duration::from_secs(60);
 
 impl Services {
+    /// Whether first-run setup is still open: a setup token was made at start and still no user exists (one
+    /// may have been made since with `berth admin create-user`).
+    pub async fn setup_pending(&self) -> bool {
+        let token = self.setup_token.lock().map(|s| s.is_some()).unwrap_or(false);
+        token && self.store.read(store::users::count).await.is_ok_and(|n| n == 0)
+    }
+
     /// At startup: when no user exists, makes a one-time setup token and returns it (for the log).
     pub async fn prepare_setup(&self) -> Result<Option<String>, ServiceError> {
         let users = self.store.read(store::users::count).await?;

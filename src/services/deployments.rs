@@ -221,6 +221,19 @@ impl Services {
             .await
     }
 
+    /// The slug of the project a deployment of workspace `ws` belongs to (member; the dashboard's deployment page
+    /// links back to its project).
+    pub async fn deployment_project_slug(&self, actor: &Actor, ws: &str, id: &str) -> Result<String, ServiceError> {
+        let (actor, ws, id) = (actor.clone(), ws.to_owned(), id.to_owned());
+        self.store
+            .read(move |c| {
+                let (_, d) = resolve_deployment(c, &actor, &ws, &id)?;
+                let p = store::projects::by_id(c, &d.project_id)?.ok_or_else(|| deployment_not_found(&id))?;
+                Ok(p.slug)
+            })
+            .await
+    }
+
     /// `GET …/deployments/:id/logs?after=&limit=` (member).
     pub async fn deployment_logs(
         &self,

@@ -143,6 +143,17 @@ impl Services {
             .await
     }
 
+    /// What an invitation link offers, before it is accepted (the dashboard's accept page): the invitation and
+    /// whether an account exists for its email (then no password is asked). Unknown tokens are 404.
+    pub async fn invitation_for_token(&self, token: &str) -> Result<(Invitation, bool), ServiceError> {
+        let (hash, t) = (crypto::digest(token), now());
+        let record = self.store.read(move |c| store::invitations::by_token_hash(c, &hash, t)).await?;
+        let record = record.ok_or_else(|| ServiceError::NotFound("invitation not found: check the link".into()))?;
+        let email = record.invitation.email.clone();
+        let existing = self.store.read(move |c| store::users::by_email(c, &email)).await?;
+        Ok((record.invitation, existing.is_some()))
+    }
+
     /// `POST /invitations/:token/accept`: a new email needs a password (8+ characters) and gets an account; an
     /// existing user is added. Used tokens and expired ones answer 410; unknown ones 404.
     pub async fn accept_invitation(

@@ -1,7 +1,9 @@
-//! HTTP: the JSON API under `/api` (and, later, the dashboard pages). Handlers extract input, call a service
+//! HTTP: the JSON API under `/api` and the dashboard pages at `/` with their assets under `/static`. Handlers extract input, call a service
 //! and render; nothing here touches the store or Docker directly.
 
 pub mod api;
+pub mod assets;
+pub mod pages;
 
 use crate::services::SharedServices;
 use axum::Router;
@@ -15,5 +17,5 @@ pub struct AppState {
 /// The whole HTTP application for the API/dashboard listener.
 pub fn router(services: SharedServices) -> Router {
     let state = AppState { services };
-    api::router(state.clone()).with_state(state)
+    pages::router().merge(api::router(state.clone())).with_state(state)
 }

@@ -7,6 +7,8 @@ mod accounts;
 mod api_keys;
 mod auto_build;
 mod binary;
+mod browser;
+mod dashboard;
 mod databases;
 mod deploy;
 mod deploy_options;

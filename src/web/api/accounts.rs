@@ -1,14 +1,14 @@
 //! Health, first-run setup, sign-in and the caller's identity.
 
 use super::error::ApiError;
-use super::extract::{ApiJson, Auth, SESSION_COOKIE, client_ip, session_cookie};
+use super::extract::{ApiJson, Auth, client_ip, session_cookie, session_cookie_header};
 use super::views::*;
 use super::{CommonErrors, Envelope, created, ok};
 use crate::services::Via;
 use crate::web::AppState;
 use axum::extract::State;
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::Response;
 
 /// Instance health: no authentication. 503 when the database does not answer.
@@ -40,14 +40,6 @@ pub async fn health(State(state): State<AppState>) -> Response {
         *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
     }
     r
-}
-
-fn session_cookie_header(state: &AppState, token: &str, max_age_secs: i64) -> Option<HeaderValue> {
-    let secure = if state.services.config().public_url.starts_with("https://") { "; Secure" } else { "" };
-    HeaderValue::from_str(&format!(
-        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}{secure}"
-    ))
-    .ok()
 }
 
 /// First-run setup: creates the first user (instance administrator) and their workspace, and signs them in.

@@ -18,6 +18,16 @@ pub const SESSION_COOKIE: &str = "berth_session";
 /// Header carrying the CSRF token on cookie-authenticated mutating requests.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
+/// `Set-Cookie` for the session: HttpOnly, `SameSite=Lax`, and `Secure` when the public URL is HTTPS. An empty
+/// token with `max_age_secs = 0` clears it. The API's sign-in and the dashboard's set the same cookie.
+pub fn session_cookie_header(state: &AppState, token: &str, max_age_secs: i64) -> Option<header::HeaderValue> {
+    let secure = if state.services.config().public_url.starts_with("https://") { "; Secure" } else { "" };
+    header::HeaderValue::from_str(&format!(
+        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}{secure}"
+    ))
+    .ok()
+}
+
 /// The authenticated caller: an API key (`X-API-Key`, `Authorization: Bearer`, or `?api_key=`) or a session cookie.
 pub struct Auth(pub Actor);
 
@@ -41,13 +51,18 @@ fn presented_key(parts: &Parts) -> Option<String> {
 
 /// The session cookie's value, if sent.
 pub fn session_cookie(parts: &Parts) -> Option<String> {
+    cookie(parts, SESSION_COOKIE)
+}
+
+/// The value of the cookie `name`, if sent.
+pub fn cookie(parts: &Parts, name: &str) -> Option<String> {
     parts
         .headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
-        .find_map(|c| c.trim().strip_prefix(SESSION_COOKIE).and_then(|rest| rest.strip_prefix('=')).map(str::to_owned))
+        .find_map(|c| c.trim().strip_prefix(name).and_then(|rest| rest.strip_prefix('=')).map(str::to_owned))
 }
 
 impl FromRequestParts<AppState> for Auth {

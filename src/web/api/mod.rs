@@ -157,6 +157,11 @@ pub fn router(state: AppState) -> Router<AppState> {
 }
 
 async fn route_not_found(uri: axum::http::Uri) -> Response {
+    if !uri.path().starts_with("/api") {
+        // Outside the API a person is browsing: the dashboard's error page.
+        let e = crate::services::ServiceError::NotFound(format!("there is no page at {}", uri.path()));
+        return crate::web::pages::PageError::Service(e).into_response();
+    }
     error_response(
         StatusCode::NOT_FOUND,
         "route_not_found",
