@@ -265,6 +265,8 @@ async fn cancel_stops_a_running_build_at_once_and_a_newer_deploy_supersedes_a_qu
     let path = format!("{BASE}/deployments");
     let slow =
         env.post(&path, &owner, json!({"no_cache": true})).await.expect(202).data()["id"].as_str().unwrap().to_owned();
+    // Building before the next ones are queued (a deployment still queued would be superseded by them).
+    wait_for(&env, &owner, &slow, &["building"], Duration::from_secs(60)).await;
     // Two more while it builds: the newer one supersedes the older queued one, which never starts.
     let queued = env.post(&path, &owner, json!({})).await.expect(202).data()["id"].as_str().unwrap().to_owned();
     let newest = env.post(&path, &owner, json!({})).await.expect(202).data()["id"].as_str().unwrap().to_owned();

@@ -23,7 +23,8 @@ async fn a_custom_domain_gets_a_certificate_and_redeploys_over_https_lose_nothin
     let env = TestEnv::start_with_listeners(
         move |c| {
             c.allow_local_repos = true;
-            c.health_timeout_secs = 5;
+            // The default: this test's deploys must succeed, also on a loaded machine.
+            c.health_timeout_secs = 30;
             c.drain_secs = 1;
             c.tls = berth::config::TlsMode::Acme;
             c.acme_directory = directory;
