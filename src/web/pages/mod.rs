@@ -5,6 +5,7 @@
 //! error re-renders the form with the message next to the field.
 
 mod accounts;
+mod databases;
 mod deployments;
 mod domains;
 mod logs;
@@ -50,6 +51,9 @@ pub fn router() -> Router<AppState> {
         .route("/w/{ws}/p/{p}/env", get(variables::env_get).post(variables::env_post))
         .route("/w/{ws}/p/{p}/logs", get(logs::logs_get))
         .route("/w/{ws}/p/{p}/domains", get(domains::domains_get).post(domains::domains_post))
+        .route("/w/{ws}/databases", get(databases::list_get).post(databases::list_post))
+        .route("/w/{ws}/databases/{id}", get(databases::detail_get).post(databases::detail_post))
+        .route("/w/{ws}/databases/{id}/backups/{b}/download", get(databases::download_get))
         .route("/static/{file}", get(assets::static_get))
 }
 
