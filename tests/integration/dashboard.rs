@@ -580,6 +580,23 @@ async fn a_database_is_created_backed_up_scheduled_restored_downloaded_and_delet
     let t = page_text(&html);
     assert!(t.contains("Not allowed") && t.contains("needs the admin role"), "{t}");
 
+    // Stop and start; attach to a project as a secret variable (a bad variable name errs next to its field).
+    let (_, html) = admin.post_ok(&db_path, &[("action", "stop")]).await;
+    assert!(page_text(&html).contains("cache is stopped."), "{}", page_text(&html));
+    let (_, html) = admin.get("/w/acme/databases").await;
+    assert!(page_text(&html).contains("cache redis 7 stopped"), "{}", page_text(&html));
+    let (_, html) = admin.post_ok(&db_path, &[("action", "start")]).await;
+    assert!(page_text(&html).contains("cache is running."), "{}", page_text(&html));
+    env.post("/api/workspaces/acme/projects", &owner_key, serde_json::json!({"name": "app"})).await.expect(201);
+    let attach = |key| [("action", "attach"), ("project", "app"), ("env_key", key)];
+    let (status, _, html) = admin.post(&db_path, &attach("1BAD")).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("id=\"env_key-error\""), "{}", page_text(&html));
+    let (_, html) = admin.post_ok(&db_path, &attach("")).await;
+    assert!(page_text(&html).contains("REDIS_URL of app created."), "{}", page_text(&html));
+    let (_, html) = admin.get("/w/acme/p/app/env").await;
+    assert!(page_text(&html).contains("REDIS_URL secret"), "{}", page_text(&html));
+
     // Back up now: listed running, then succeeded with its size and checksum.
     let (_, html) = member.post_ok(&db_path, &[("action", "backup")]).await;
     assert!(page_text(&html).contains("Backup started."));

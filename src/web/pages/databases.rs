@@ -3,7 +3,7 @@
 //! Every action calls the same use case as the API, so the same roles apply: members see the connection details
 //! masked and may back up; everything else is for admins.
 
-use super::{Chrome, FormErrors, PageResult, Posted, Viewer, is_form_error, render, see_other, when};
+use super::{Chrome, FormErrors, PageResult, Posted, Viewer, is_form_error, render, see_other, when, with_notice};
 use crate::domain::PageRequest;
 use crate::domain::database::{BackupStatus, KINDS};
 use crate::services::{BackupView, DatabaseInput, DatabaseView, RestoreInput, ServiceError};
@@ -71,12 +71,6 @@ pub struct CreateForm {
 #[derive(Deserialize, Default)]
 pub struct NoticeQuery {
     pub notice: Option<String>,
-}
-
-/// `path?notice=…`.
-fn with_notice(path: &str, notice: &str) -> String {
-    let q: String = form_urlencoded::Serializer::new(String::new()).append_pair("notice", notice).finish();
-    format!("{path}?{q}")
 }
 
 async fn list_page(

@@ -190,6 +190,12 @@ pub fn see_other(to: &str) -> Response {
     Redirect::to(to).into_response()
 }
 
+/// `path?notice=…`: where a redirect shows what was done (pages read it as `?notice=`).
+pub fn with_notice(path: &str, notice: &str) -> String {
+    let q: String = form_urlencoded::Serializer::new(String::new()).append_pair("notice", notice).finish();
+    format!("{path}?{q}")
+}
+
 /// What the layout around every page shows: the stylesheet and script URLs, who is signed in, the workspace
 /// switcher, the current workspace and project, and the CSRF token forms carry.
 pub struct Chrome {
@@ -202,7 +208,8 @@ pub struct Chrome {
     pub workspaces: Vec<(String, String)>,
     /// The current workspace's slug, name and the viewer's role in it.
     pub ws: Option<(String, String, Role)>,
-    /// The current project's slug and the selected tab.
+    /// The current project's slug and the selected tab (outside a project: `projects` or `databases`, the
+    /// workspace navigation's current entry).
     pub project: Option<String>,
     pub tab: &'static str,
 }
