@@ -316,6 +316,19 @@ pub enum DatabaseStatus {
     Failed,
 }
 
+impl DatabaseStatus {
+    /// The word the API uses, for pages that show it as text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DatabaseStatus::Running => "running",
+            DatabaseStatus::Starting => "starting",
+            DatabaseStatus::Stopped => "stopped",
+            DatabaseStatus::Restarting => "restarting",
+            DatabaseStatus::Failed => "failed",
+        }
+    }
+}
+
 /// Why a backup was made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]

@@ -71,6 +71,7 @@ async fn main() {
         ("members", "/w/acme/settings"),
         ("api keys", "/w/acme/api-keys"),
         ("audit log", "/w/acme/audit"),
+        ("databases", "/w/acme/databases"),
         ("login", "/login"),
     ];
     let first =

@@ -456,3 +456,216 @@ async fn sessions_cookies_csrf_rate_limits_and_assets_hold_without_a_browser() {
     let r = http.get(format!("{base}/w/acme")).header("cookie", &session).send().await.unwrap();
     assert_eq!(r.status(), 303, "the old cookie no longer signs in");
 }
+
+/// What a person reads on a page: the HTML without tags and with its whitespace collapsed.
+fn page_text(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut in_tag = false;
+    for c in html.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' if in_tag => {
+                in_tag = false;
+                out.push(' ');
+            }
+            c if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    let out = out.replace("&#34;", "\"").replace("&#39;", "'").replace("&amp;", "&").replace("&#38;", "&");
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// A signed-in person's view of the dashboard over plain HTTP: their session cookie and form token.
+struct Person<'a> {
+    env: &'a TestEnv,
+    cookie: String,
+    csrf: String,
+}
+
+impl<'a> Person<'a> {
+    async fn sign_in(env: &'a TestEnv, email: &str) -> Person<'a> {
+        match env.login(email, "password123").await {
+            crate::support::Cred::Session { cookie, csrf } => {
+                Person { env, cookie: format!("berth_session={cookie}"), csrf: csrf.unwrap() }
+            }
+            _ => unreachable!(),
+        }
+    }
+
+    /// GETs a page: its status and HTML.
+    async fn get(&self, path: &str) -> (u16, String) {
+        let r = self.env.http.get(format!("{}{path}", self.env.base)).header("cookie", &self.cookie).send().await;
+        let r = r.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    /// Posts a form with the session's token: the status, where a redirect goes, and the HTML.
+    async fn post(&self, path: &str, fields: &[(&str, &str)]) -> (u16, String, String) {
+        let mut form = form_urlencoded::Serializer::new(String::new());
+        form.append_pair("_csrf", &self.csrf);
+        for (k, v) in fields {
+            form.append_pair(k, v);
+        }
+        let r = self
+            .env
+            .http
+            .post(format!("{}{path}", self.env.base))
+            .header("cookie", &self.cookie)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form.finish())
+            .send()
+            .await
+            .unwrap();
+        let to = r.headers().get("location").map(|l| l.to_str().unwrap().to_owned()).unwrap_or_default();
+        (r.status().as_u16(), to, r.text().await.unwrap())
+    }
+
+    /// Posts a form that must succeed, and reads the page it redirects to.
+    async fn post_ok(&self, path: &str, fields: &[(&str, &str)]) -> (String, String) {
+        let (status, to, html) = self.post(path, fields).await;
+        assert_eq!(status, 303, "{fields:?} was refused: {}", page_text(&html));
+        let (status, html) = self.get(&to).await;
+        assert_eq!(status, 200, "{to}: {}", page_text(&html));
+        (to, html)
+    }
+}
+
+#[tokio::test]
+async fn a_database_is_created_backed_up_scheduled_restored_downloaded_and_deleted_from_the_dashboard() {
+    let (env, owner_key, _cleanup) = crate::databases::setup().await;
+    env.add_member(&owner_key, "acme", "mia@acme.io", "member").await;
+    let admin = Person::sign_in(&env, "ops@acme.io").await;
+    let member = Person::sign_in(&env, "mia@acme.io").await;
+
+    // The workspace navigation leads to the (empty) list; a bad name comes back next to its field.
+    let (_, html) = admin.get("/w/acme").await;
+    assert!(html.contains("href=\"/w/acme/databases\""), "the workspace navigation links the databases");
+    let (status, html) = admin.get("/w/acme/databases").await;
+    assert_eq!(status, 200);
+    assert!(page_text(&html).contains("No databases yet."), "{}", page_text(&html));
+    let (status, _, html) = admin.post("/w/acme/databases", &[("name", "Not A Name"), ("type", "redis")]).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("id=\"name-error\"") && html.contains("aria-invalid=\"true\""), "{html}");
+
+    // Created through the form: its page, then the list with its status as text.
+    let (to, html) = admin.post_ok("/w/acme/databases", &[("name", "cache"), ("type", "redis")]).await;
+    let db_path = to.split('?').next().unwrap().to_owned();
+    let id = db_path.rsplit('/').next().unwrap().to_owned();
+    let t = page_text(&html);
+    assert!(t.contains("Created cache (running).") && t.contains("cache.db"), "{t}");
+    let (_, html) = admin.get("/w/acme/databases").await;
+    let t = page_text(&html);
+    assert!(t.contains("cache redis 7 running never"), "name, type, version, status, last backup: {t}");
+
+    // Connection details: masked for a member with no admin action; shown with copy buttons to an admin.
+    let api = env.get(&format!("/api/workspaces/acme/databases/{id}"), &owner_key).await.expect(200);
+    let password = api.data()["password"].as_str().unwrap().to_owned();
+    let (status, html) = member.get(&db_path).await;
+    assert_eq!(status, 200);
+    let t = page_text(&html);
+    assert!(t.contains("Password ******** (admins see it)"), "{t}");
+    assert!(!html.contains(&password) && !html.contains("data-copy"), "a member gets no secret and no copy button");
+    for admin_only in ["Danger zone", "Restore", "Attach to a project", "Save schedule", "Restart"] {
+        assert!(!t.contains(admin_only), "a member sees no '{admin_only}': {t}");
+    }
+    assert!(t.contains("Back up now"), "members may back up: {t}");
+    let (_, html) = admin.get(&db_path).await;
+    assert!(html.contains(&format!("value=\"{password}\"")), "the admin sees the password");
+    assert!(html.contains("data-copy=\"db-password\"") && html.contains("data-copy=\"db-url\""), "{html}");
+
+    // A forged admin action by the member, with their own valid session and token, is refused.
+    let (status, _, html) = member.post(&db_path, &[("action", "delete"), ("delete_confirm", "cache")]).await;
+    assert_eq!(status, 403);
+    let t = page_text(&html);
+    assert!(t.contains("Not allowed") && t.contains("needs the admin role"), "{t}");
+
+    // Stop and start; attach to a project as a secret variable (a bad variable name errs next to its field).
+    let (_, html) = admin.post_ok(&db_path, &[("action", "stop")]).await;
+    assert!(page_text(&html).contains("cache is stopped."), "{}", page_text(&html));
+    let (_, html) = admin.get("/w/acme/databases").await;
+    assert!(page_text(&html).contains("cache redis 7 stopped"), "{}", page_text(&html));
+    let (_, html) = admin.post_ok(&db_path, &[("action", "start")]).await;
+    assert!(page_text(&html).contains("cache is running."), "{}", page_text(&html));
+    env.post("/api/workspaces/acme/projects", &owner_key, serde_json::json!({"name": "app"})).await.expect(201);
+    let attach = |key| [("action", "attach"), ("project", "app"), ("env_key", key)];
+    let (status, _, html) = admin.post(&db_path, &attach("1BAD")).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("id=\"env_key-error\""), "{}", page_text(&html));
+    let (_, html) = admin.post_ok(&db_path, &attach("")).await;
+    assert!(page_text(&html).contains("REDIS_URL of app created."), "{}", page_text(&html));
+    let (_, html) = admin.get("/w/acme/p/app/env").await;
+    assert!(page_text(&html).contains("REDIS_URL secret"), "{}", page_text(&html));
+
+    // Back up now: listed running, then succeeded with its size and checksum.
+    let (_, html) = member.post_ok(&db_path, &[("action", "backup")]).await;
+    assert!(page_text(&html).contains("Backup started."));
+    let started = std::time::Instant::now();
+    let backup = loop {
+        let r = env.get(&format!("/api/workspaces/acme/databases/{id}/backups"), &owner_key).await.expect(200);
+        let b = r.data()["backups"][0].clone();
+        if b["status"] != "running" {
+            break b;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "the backup did not finish: {b}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(backup["status"], "succeeded", "{backup}");
+    let (bid, size) = (backup["id"].as_str().unwrap().to_owned(), backup["size_bytes"].as_u64().unwrap());
+    let sha = backup["sha256"].as_str().unwrap();
+    let (_, html) = admin.get(&db_path).await;
+    let t = page_text(&html);
+    assert!(t.contains("succeeded manual"), "{t}");
+    assert!(html.contains(&format!("title=\"{size} bytes\"")) && html.contains(&format!("title=\"{sha}\"")), "{html}");
+    assert!(t.contains(&sha[..12]), "{t}");
+    let (_, html) = admin.get("/w/acme/databases").await;
+    assert!(page_text(&html).contains("running succeeded 20"), "the list shows the last backup");
+
+    // The schedule: a wrong expression next to its field, then saved.
+    let (status, _, html) =
+        admin.post(&db_path, &[("action", "schedule"), ("cron", "every night"), ("retain", "3")]).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("id=\"cron-error\""), "{}", page_text(&html));
+    assert!(page_text(&html).contains("is not a cron expression"), "{}", page_text(&html));
+    let (_, html) = admin.post_ok(&db_path, &[("action", "schedule"), ("cron", "0 3 * * *"), ("retain", "3")]).await;
+    let t = page_text(&html);
+    assert!(t.contains("Backups scheduled at 0 3 * * * (UTC), keeping 3.") && t.contains("next at"), "{t}");
+
+    // Restore: a wrong name is refused next to the field; the right one restores (after a safety backup).
+    let restore = [("action", "restore"), ("backup", bid.as_str()), ("restore_confirm", "cash")];
+    let (status, _, html) = admin.post(&db_path, &restore).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("id=\"restore_confirm-error\""), "{}", page_text(&html));
+    let restore = [("action", "restore"), ("backup", bid.as_str()), ("restore_confirm", "cache")];
+    let (_, html) = admin.post_ok(&db_path, &restore).await;
+    let t = page_text(&html);
+    assert!(t.contains(&format!("Restored backup {bid} into cache.")) && t.contains("pre_restore"), "{t}");
+    // Into a new database by name: its own page.
+    let restore = [("action", "restore"), ("backup", bid.as_str()), ("into", "cache-copy")];
+    let (to, html) = admin.post_ok(&db_path, &restore).await;
+    assert!(!to.starts_with(&db_path), "{to}");
+    assert!(page_text(&html).contains(&format!("Restored backup {bid} into cache-copy.")), "{}", page_text(&html));
+
+    // The download (admin only) is the gzip file.
+    let download = format!("{db_path}/backups/{bid}/download");
+    assert!(admin.get(&db_path).await.1.contains(&format!("href=\"{download}\"")));
+    assert!(!member.get(&db_path).await.1.contains("/download"));
+    let r = env.http.get(format!("{}{download}", env.base)).header("cookie", &admin.cookie).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/gzip");
+    let bytes = r.bytes().await.unwrap();
+    assert_eq!((bytes.len() as u64, &bytes[..2]), (size, &[0x1f, 0x8b][..]));
+    assert_eq!(member.get(&download).await.0, 403);
+
+    // Delete: a wrong name next to the field, then the right one with the volume purged.
+    let (status, _, html) = admin.post(&db_path, &[("action", "delete"), ("delete_confirm", "cach")]).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("id=\"delete_confirm-error\""), "{}", page_text(&html));
+    let delete = [("action", "delete"), ("delete_confirm", "cache"), ("purge", "on")];
+    let (to, html) = admin.post_ok(&db_path, &delete).await;
+    assert!(to.starts_with("/w/acme/databases?"), "{to}");
+    let t = page_text(&html);
+    assert!(t.contains("Database deleted with its volume and backups.") && t.contains("cache-copy"), "{t}");
+    assert!(!t.contains("cache redis"), "{t}");
+    assert_eq!(admin.get(&db_path).await.0, 404);
+}

@@ -26,7 +26,7 @@ fn db_images() -> &'static HashMap<String, String> {
 
 /// A Berth whose database images are the local ones, with an owner key in `acme` (whose Docker objects are
 /// removed at the end, volumes included).
-async fn setup() -> (TestEnv, Cred, Cleanup) {
+pub(crate) async fn setup() -> (TestEnv, Cred, Cleanup) {
     let images = db_images().clone();
     let env = TestEnv::start_with(|c| {
         c.database_image_postgresql = images["postgresql"].clone();

@@ -4,7 +4,9 @@ use super::error::ApiError;
 use super::extract::{ApiJson, ApiQuery, Auth, OptionalJson};
 use super::views::Deleted;
 use super::{CommonErrors, Envelope, created, ok};
-use crate::services::{Attached, BackupView, DatabaseInput, DatabaseView, DeletedDatabase, RestoreInput, RestoreView};
+use crate::services::{
+    Attached, BackupFile, BackupView, DatabaseInput, DatabaseView, DeletedDatabase, RestoreInput, RestoreView,
+};
 use crate::web::AppState;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
@@ -269,9 +271,13 @@ pub async fn download_backup(
     Auth(actor): Auth,
     Path((ws, id, b)): Path<(String, String, String)>,
 ) -> Result<Response, ApiError> {
-    let f = state.services.download_backup(&actor, &ws, &id, &b).await?;
+    Ok(backup_file_response(state.services.download_backup(&actor, &ws, &id, &b).await?))
+}
+
+/// A backup file as a streamed gzip download (the API's and the dashboard's download answer the same way).
+pub fn backup_file_response(f: BackupFile) -> Response {
     let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(f.file));
-    Ok((
+    (
         [
             (header::CONTENT_TYPE, "application/gzip".to_owned()),
             (header::CONTENT_LENGTH, f.size.to_string()),
@@ -279,7 +285,7 @@ pub async fn download_backup(
         ],
         body,
     )
-        .into_response())
+        .into_response()
 }
 
 /// Sets the backup schedule (admin): a cron expression (UTC) and how many scheduled backups to keep.

@@ -4,7 +4,7 @@
 mod access_logs;
 mod accounts;
 mod api_keys;
-mod databases;
+pub mod databases;
 mod deployments;
 mod domains;
 pub mod error;

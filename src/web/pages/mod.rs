@@ -5,6 +5,7 @@
 //! error re-renders the form with the message next to the field.
 
 mod accounts;
+mod databases;
 mod deployments;
 mod domains;
 mod logs;
@@ -50,6 +51,9 @@ pub fn router() -> Router<AppState> {
         .route("/w/{ws}/p/{p}/env", get(variables::env_get).post(variables::env_post))
         .route("/w/{ws}/p/{p}/logs", get(logs::logs_get))
         .route("/w/{ws}/p/{p}/domains", get(domains::domains_get).post(domains::domains_post))
+        .route("/w/{ws}/databases", get(databases::list_get).post(databases::list_post))
+        .route("/w/{ws}/databases/{id}", get(databases::detail_get).post(databases::detail_post))
+        .route("/w/{ws}/databases/{id}/backups/{b}/download", get(databases::download_get))
         .route("/static/{file}", get(assets::static_get))
 }
 
@@ -186,6 +190,12 @@ pub fn see_other(to: &str) -> Response {
     Redirect::to(to).into_response()
 }
 
+/// `path?notice=…`: where a redirect shows what was done (pages read it as `?notice=`).
+pub fn with_notice(path: &str, notice: &str) -> String {
+    let q: String = form_urlencoded::Serializer::new(String::new()).append_pair("notice", notice).finish();
+    format!("{path}?{q}")
+}
+
 /// What the layout around every page shows: the stylesheet and script URLs, who is signed in, the workspace
 /// switcher, the current workspace and project, and the CSRF token forms carry.
 pub struct Chrome {
@@ -198,7 +208,8 @@ pub struct Chrome {
     pub workspaces: Vec<(String, String)>,
     /// The current workspace's slug, name and the viewer's role in it.
     pub ws: Option<(String, String, Role)>,
-    /// The current project's slug and the selected tab.
+    /// The current project's slug and the selected tab (outside a project: `projects` or `databases`, the
+    /// workspace navigation's current entry).
     pub project: Option<String>,
     pub tab: &'static str,
 }

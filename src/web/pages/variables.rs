@@ -1,7 +1,7 @@
 //! A project's environment variables: add, edit, delete, paste a `.env` file. Secret values are masked; an admin
 //! may reveal one (audited, as in the API).
 
-use super::{Chrome, FormErrors, PageResult, Posted, Viewer, is_form_error, render, see_other};
+use super::{Chrome, FormErrors, PageResult, Posted, Viewer, is_form_error, render, see_other, with_notice};
 use crate::domain::Variable;
 use crate::domain::env::parse_dotenv;
 use crate::services::{BulkItem, Secrecy, SecrecyChange, ServiceError, VarTarget};
@@ -126,8 +126,7 @@ pub async fn env_post(
     match r {
         Ok(notice) => {
             let notice = format!("{notice} Redeploy to apply.");
-            let q: String = form_urlencoded::Serializer::new(String::new()).append_pair("notice", &notice).finish();
-            Ok(see_other(&format!("/w/{ws}/p/{p}/env?{q}")))
+            Ok(see_other(&with_notice(&format!("/w/{ws}/p/{p}/env"), &notice)))
         }
         Err(e) if is_form_error(&e) => {
             let field = if form.action == "paste" { "dotenv" } else { "key" };

@@ -106,7 +106,8 @@ pub async fn projects_get(
     Path(ws): Path<String>,
     Query(q): Query<PageQuery>,
 ) -> PageResult {
-    let chrome = Chrome::in_ws(&state, &viewer, &ws, "Projects").await?;
+    let mut chrome = Chrome::in_ws(&state, &viewer, &ws, "Projects").await?;
+    chrome.tab = "projects";
     let page = q.page.unwrap_or(1).max(1);
     let (_, list) =
         state.services.list_projects(&viewer.actor, &ws, PageRequest { page, limit: PROJECTS_PER_PAGE }).await?;
