@@ -13,4 +13,3 @@ pub mod store;
 pub mod tasks;
 pub mod tls;
 pub mod web;
-
