@@ -255,15 +255,19 @@ impl Services {
         Ok(rows.into_iter().map(BackupView::from).collect())
     }
 
-    /// A succeeded backup of a database of the caller's workspace.
-    async fn find_backup(&self, row: &DatabaseRow, backup: &str) -> Result<(BackupRow, PathBuf), ServiceError> {
+    /// A backup of `row` (404 for another database's backup, as for one that does not exist).
+    async fn backup_of(&self, row: &DatabaseRow, backup: &str) -> Result<BackupRow, ServiceError> {
         let (bid, did) = (backup.to_owned(), row.id.clone());
-        let b = self
-            .store
+        self.store
             .read(move |c| store::databases::get_backup(c, &bid))
             .await?
             .filter(|b| b.database_id == did)
-            .ok_or_else(|| backup_not_found(backup))?;
+            .ok_or_else(|| backup_not_found(backup))
+    }
+
+    /// A succeeded backup of a database of the caller's workspace.
+    async fn find_backup(&self, row: &DatabaseRow, backup: &str) -> Result<(BackupRow, PathBuf), ServiceError> {
+        let b = self.backup_of(row, backup).await?;
         match (&b.status, &b.file) {
             (BackupStatus::Succeeded, Some(file)) => {
                 let path = self.config.data_dir.join(file);
@@ -299,13 +303,7 @@ impl Services {
     /// `DELETE …/backups/:b` (admin, audited): removes a finished backup and its file. A running one is 409.
     pub async fn delete_backup(&self, actor: &Actor, ws: &str, id: &str, backup: &str) -> Result<(), ServiceError> {
         let (access, row) = self.find_database(actor, ws, id, Role::Admin, "deleting backups").await?;
-        let (bid, did) = (backup.to_owned(), row.id.clone());
-        let b = self
-            .store
-            .read(move |c| store::databases::get_backup(c, &bid))
-            .await?
-            .filter(|b| b.database_id == did)
-            .ok_or_else(|| backup_not_found(backup))?;
+        let b = self.backup_of(&row, backup).await?;
         if b.status == BackupStatus::Running {
             return Err(ServiceError::conflict("backup_running", format!("backup {backup} is still running")));
         }
