@@ -4,7 +4,8 @@
 use super::projects::resolve_project;
 use super::{Actor, ServiceError, Services};
 use crate::proxy::AccessEntry;
-use crate::store::{self, access_logs::AccessLogEntry, access_logs::NewAccessEntry, access_logs::StatusFilter};
+pub use crate::store::access_logs::AccessLogEntry;
+use crate::store::{self, access_logs::NewAccessEntry, access_logs::StatusFilter};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;

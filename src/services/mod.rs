@@ -30,6 +30,7 @@ mod webhooks;
 mod workspaces;
 
 pub use access::{Access, Actor, Via};
+pub use access_logs::AccessLogEntry;
 pub use access_logs::parse_status_filter;
 pub use accounts::{LoginResult, SetupResult};
 pub use api_keys::{CreatedApiKey, NewKey};

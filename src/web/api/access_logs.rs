@@ -3,8 +3,8 @@
 use super::error::ApiError;
 use super::extract::{ApiQuery, Auth};
 use super::{CommonErrors, Envelope, ok};
+use crate::services::AccessLogEntry;
 use crate::services::{ServiceError, parse_status_filter};
-use crate::store::access_logs::AccessLogEntry;
 use crate::web::AppState;
 use axum::extract::{Path, State};
 use axum::response::Response;
