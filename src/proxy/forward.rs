@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::body::UpstreamBody;
 use super::error::{ProxyError, error_response};
 use super::headers::{self, ForwardedProto, X_REQUEST_ID};
-use super::routes::{Backend, normalize_host};
+use super::routes::{Backend, normalize_host, normalized};
 use super::upstream::{PooledBody, SendError};
 use super::{Proxy, ProxyBody};
 
@@ -128,8 +128,11 @@ impl Proxy {
             None => req.headers().get(header::HOST).cloned(),
         }
         .ok_or(ProxyError::BadRequest { reason: "does not name a host" })?;
-        let host = normalize_host(
-            original_host.to_str().map_err(|_| ProxyError::BadRequest { reason: "has a host that is not ASCII" })?,
+        // The header value shares the request's buffer: this clone is a reference count, and lets `host` borrow it
+        // while the original goes upstream.
+        let host_value = original_host.clone();
+        let host = normalized(
+            host_value.to_str().map_err(|_| ProxyError::BadRequest { reason: "has a host that is not ASCII" })?,
         );
         if host.is_empty() {
             return Err(ProxyError::BadRequest { reason: "does not name a host" });
@@ -149,9 +152,10 @@ impl Proxy {
         {
             return Ok(self.redirect_to_https(&host, req.uri()));
         }
-        let backend = table.get(&host).cloned().ok_or_else(|| ProxyError::UnknownHost { host: host.clone() })?;
+        let backend =
+            table.get_normalized(&host).cloned().ok_or_else(|| ProxyError::UnknownHost { host: host.to_string() })?;
         if backend.upstreams().is_empty() {
-            return Err(ProxyError::NoReplicas { host });
+            return Err(ProxyError::NoReplicas { host: host.into_owned() });
         }
 
         // HTTP/2 has no `Upgrade` mechanism (RFC 9113 §8.6); only an HTTP/1.1 client can switch protocols.
@@ -173,7 +177,10 @@ impl Proxy {
         if switching {
             // A 101 for a request that did not ask to upgrade breaks the protocol (RFC 9110 §15.2.2).
             let Some(client_upgrade) = client_upgrade else {
-                return Err(ProxyError::BadGateway { host, source: "upstream switched protocols unasked".into() });
+                return Err(ProxyError::BadGateway {
+                    host: host.into_owned(),
+                    source: "upstream switched protocols unasked".into(),
+                });
             };
             self.stats.upgrade();
             let upstream_upgrade = hyper::upgrade::on(&mut response);

@@ -1,10 +1,17 @@
 //! The route table: which upstream replicas serve which host, and which of them are currently skipped.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+// Route keys are the operator's domains, not attacker input, and lookups are on every request: a fast hash.
+use foldhash::fast::RandomState;
+
+/// The replicas one request tries, in order; held inline for the usual handful of replicas.
+pub type AttemptOrder = smallvec::SmallVec<[SocketAddr; 4]>;
 
 /// One app's upstream replicas (container IP:port), load-balanced round robin.
 ///
@@ -50,16 +57,16 @@ impl Backend {
     /// The order in which one request should try the replicas: starting at the round-robin position, every replica
     /// not currently ejected, then the ejected ones (so that when all are ejected the request still probes them
     /// rather than failing without trying). Each replica appears exactly once.
-    pub fn attempt_order(&self) -> Vec<SocketAddr> {
+    pub fn attempt_order(&self) -> AttemptOrder {
         let n = self.upstreams.len();
         if n == 0 {
-            return Vec::new();
+            return AttemptOrder::new();
         }
         let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
         // The clock is read only when some replica was ever ejected (the usual backend never was).
         let now = if self.ejected_until.iter().any(|u| u.load(Ordering::Relaxed) > 0) { self.now_ms() } else { 0 };
-        let mut healthy = Vec::with_capacity(n);
-        let mut ejected = Vec::new();
+        let mut healthy = AttemptOrder::with_capacity(n);
+        let mut ejected = AttemptOrder::new();
         for offset in 0..n {
             let i = (start + offset) % n;
             let until = self.ejected_until.get(i).map_or(0, |u| u.load(Ordering::Relaxed));
@@ -103,9 +110,9 @@ impl Backend {
 /// A `*.example.com` entry routes every name one label below `example.com` that has no exact entry.
 #[derive(Debug, Default, Clone)]
 pub struct RouteTable {
-    routes: HashMap<String, Arc<Backend>>,
+    routes: HashMap<String, Arc<Backend>, RandomState>,
     /// Hosts whose plain-HTTP requests are redirected to HTTPS (308): a certificate is active for them.
-    https_only: std::collections::HashSet<String>,
+    https_only: std::collections::HashSet<String, RandomState>,
 }
 
 impl RouteTable {
@@ -132,8 +139,12 @@ impl RouteTable {
     /// The backend for `host` (normalised first), if any: the exact entry, else the wildcard of its parent. Two
     /// hash lookups at most, whatever the table's size.
     pub fn get(&self, host: &str) -> Option<&Arc<Backend>> {
-        let host = normalize_host(host);
-        self.routes.get(&host).or_else(|| {
+        self.get_normalized(&normalized(host))
+    }
+
+    /// [`RouteTable::get`] for a host that is already normalised, as the proxy's request path has it.
+    pub(crate) fn get_normalized(&self, host: &str) -> Option<&Arc<Backend>> {
+        self.routes.get(host).or_else(|| {
             let (_, parent) = host.split_once('.')?;
             self.routes.get(&format!("*.{parent}"))
         })
@@ -154,6 +165,11 @@ impl RouteTable {
 /// without a trailing dot. Host names are case-insensitive (RFC 9110 §4.2.3, RFC 4343) and the port is not part of
 /// the name (RFC 9110 §7.2); an IPv6 literal keeps its brackets (RFC 3986 §3.2.2), so `[::1]:80` becomes `[::1]`.
 pub fn normalize_host(raw: &str) -> String {
+    normalized(raw).into_owned()
+}
+
+/// [`normalize_host`] without an allocation when `raw` is already normal (the usual `Host` header).
+pub(crate) fn normalized(raw: &str) -> Cow<'_, str> {
     let raw = raw.trim();
     let without_port = if raw.starts_with('[') {
         match raw.find(']') {
@@ -167,5 +183,9 @@ pub fn normalize_host(raw: &str) -> String {
         }
     };
     let without_dot = without_port.strip_suffix('.').unwrap_or(without_port);
-    without_dot.to_ascii_lowercase()
+    if without_dot.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(without_dot.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(without_dot)
+    }
 }

@@ -22,6 +22,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use foldhash::fast::RandomState;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1;
 use hyper::{Request, Response};
@@ -35,9 +36,12 @@ const MAX_IDLE_PER_REPLICA: usize = 256;
 /// Every this many returns to a thread's pool, its closed and stale connections are dropped.
 const SWEEP_EVERY: u32 = 1024;
 
+/// Idle connections by replica (addresses are ours, not the client's: a fast hash).
+type IdleMap = HashMap<SocketAddr, Vec<Idle>, RandomState>;
+
 thread_local! {
     /// This thread's idle connections by replica, and the returns since the last sweep.
-    static IDLE: RefCell<(HashMap<SocketAddr, Vec<Idle>>, u32)> = RefCell::new((HashMap::new(), 0));
+    static IDLE: RefCell<(IdleMap, u32)> = RefCell::new((IdleMap::default(), 0));
 }
 
 /// Why an exchange with a replica failed.
@@ -149,7 +153,9 @@ impl Upstreams {
         loop {
             let mut sender = match self.checkout(addr) {
                 Some(sender) => sender,
-                None => self.connect(addr).await?,
+                // Boxed: the connect path's state is large and rarely taken, and every request's future would
+                // otherwise carry (and move) it.
+                None => Box::pin(self.connect(addr)).await?,
             };
             if sender.ready().await.is_err() {
                 continue;

@@ -46,12 +46,12 @@ fn backend_round_robins_and_tries_ejected_replicas_last() {
     let b = SocketAddr::from(([127, 0, 0, 1], 2));
     let c = SocketAddr::from(([127, 0, 0, 1], 3));
     let backend = Backend::new(vec![a, b, c]);
-    assert_eq!(backend.attempt_order(), vec![a, b, c]);
-    assert_eq!(backend.attempt_order(), vec![b, c, a]);
+    assert_eq!(backend.attempt_order().as_slice(), [a, b, c]);
+    assert_eq!(backend.attempt_order().as_slice(), [b, c, a]);
     backend.eject(c, Duration::from_secs(60));
     assert!(backend.is_ejected(c));
-    assert_eq!(backend.attempt_order(), vec![a, b, c]);
-    assert_eq!(backend.attempt_order(), vec![a, b, c]);
+    assert_eq!(backend.attempt_order().as_slice(), [a, b, c]);
+    assert_eq!(backend.attempt_order().as_slice(), [a, b, c]);
     assert!(Backend::new(vec![]).attempt_order().is_empty());
 }
 
