@@ -67,7 +67,12 @@ impl Event {
         let place = workspace.map(|w| format!(" in workspace {w}")).unwrap_or_default();
         match self {
             Event::BackupFailed { database_name, trigger, error, .. } => {
-                format!("The {trigger} backup of database {database_name}{place} failed: {error}")
+                let kind = match *trigger {
+                    "schedule" => "scheduled",
+                    "pre_restore" => "safety (before a restore)",
+                    other => other,
+                };
+                format!("The {kind} backup of database {database_name}{place} failed: {error}")
             }
             Event::CertificateFailed { domains, error, next_attempt, valid_until } => {
                 let serving = match valid_until {
