@@ -52,21 +52,24 @@ pub(crate) struct Notifier {
 
 impl Notifier {
     pub(crate) fn new() -> Notifier {
-        let (tx, rx) = mpsc::channel(QUEUE);
+        Notifier::with_capacity(QUEUE)
+    }
+
+    fn with_capacity(capacity: usize) -> Notifier {
+        let (tx, rx) = mpsc::channel(capacity);
         Notifier { tx, rx: Mutex::new(Some(rx)), streaks: Mutex::new(Streaks::default()) }
     }
-}
 
-impl Services {
-    /// Raises `event` (of workspace `workspace_id`, when it has one): queued for the audit log and the webhooks
-    /// unless its streak was announced recently (see [`Event::streak`]). Returns at once; never fails.
-    pub(crate) fn notify(&self, workspace_id: Option<&str>, link: Link, event: Event) {
+    /// Queues `event` unless its streak was announced recently; returns whether it was queued. Never waits: when
+    /// the queue is full the event is dropped with a warning (and its streak forgotten, so the next failure is
+    /// not suppressed in favour of one nobody heard about).
+    fn raise(&self, workspace_id: Option<&str>, link: Link, event: Event) -> bool {
         let (key, every) = event.streak();
         let time = chrono::Utc::now();
-        let admitted = self.notifier.streaks.lock().map(|mut s| s.admit(&key, every, time)).unwrap_or(true);
+        let admitted = self.streaks.lock().map(|mut s| s.admit(&key, every, time)).unwrap_or(true);
         if !admitted {
             tracing::debug!(event = event.kind(), streak = %key, "notification skipped: announced recently");
-            return;
+            return false;
         }
         let kind = event.kind();
         let raised = Raised {
@@ -74,8 +77,8 @@ impl Services {
             workspace_id: workspace_id.map(str::to_owned),
             link,
         };
-        match self.notifier.tx.try_send(raised) {
-            Ok(()) => {}
+        match self.tx.try_send(raised) {
+            Ok(()) => return true,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 tracing::warn!(event = kind, "notification dropped: the notification queue is full");
             }
@@ -83,13 +86,27 @@ impl Services {
                 tracing::debug!(event = kind, "notification dropped: Berth is shutting down");
             }
         }
+        self.end(&key);
+        false
+    }
+
+    fn end(&self, streak: &str) {
+        if let Ok(mut s) = self.streaks.lock() {
+            s.end(streak);
+        }
+    }
+}
+
+impl Services {
+    /// Raises `event` (of workspace `workspace_id`, when it has one): queued for the audit log and the webhooks
+    /// unless its streak was announced recently (see [`Event::streak`]). Returns at once; never fails.
+    pub(crate) fn notify(&self, workspace_id: Option<&str>, link: Link, event: Event) {
+        self.notifier.raise(workspace_id, link, event);
     }
 
     /// Ends a streak (a backup or certificate succeeded): its next failure is announced at once.
     pub(crate) fn notification_resolved(&self, streak: &str) {
-        if let Ok(mut s) = self.notifier.streaks.lock() {
-            s.end(streak);
-        }
+        self.notifier.end(streak);
     }
 
     /// The delivery task: until `cancel`, records each raised notification in its workspace's audit log and
@@ -106,10 +123,10 @@ impl Services {
             .user_agent(concat!("Berth/", env!("CARGO_PKG_VERSION")))
             .build()
         {
-            Ok(c) => c,
+            Ok(c) => Some(c),
             Err(e) => {
                 tracing::error!(error = %e, "while building the webhook client; notifications go to the audit log only");
-                reqwest::Client::new()
+                None
             }
         };
         let secret = &self.config.notify_webhook_secret.0;
@@ -128,9 +145,9 @@ impl Services {
             let n = &raised.notification;
             tracing::info!(event = n.event.kind(), subject = %n.event.subject(), id = %n.id, "notification raised");
             self.record_notification(&raised, workspace.as_ref()).await;
-            if self.config.notify_webhooks.is_empty() {
+            let Some(client) = client.as_ref().filter(|_| !self.config.notify_webhooks.is_empty()) else {
                 continue;
-            }
+            };
             let body = Bytes::from(payload(n, workspace.as_ref(), url.as_deref()).to_string());
             for hook in &self.config.notify_webhooks {
                 if deliveries.len() >= IN_FLIGHT {
@@ -286,5 +303,36 @@ impl Delivery {
                 Err(reason)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn failed(database: &str) -> Event {
+        Event::BackupFailed {
+            database_id: database.into(),
+            database_name: database.into(),
+            backup_id: "b".into(),
+            trigger: "manual",
+            error: "broken".into(),
+        }
+    }
+
+    #[test]
+    fn raising_never_waits_drops_when_full_and_skips_a_repeat() {
+        let n = Notifier::with_capacity(1);
+        assert!(n.raise(Some("w"), Link::None, failed("db1")));
+        assert!(!n.raise(Some("w"), Link::None, failed("db1")), "the same streak within the hour");
+        assert!(!n.raise(Some("w"), Link::None, failed("db2")), "the queue is full: dropped, not waited for");
+        let mut rx = n.rx.lock().unwrap().take().unwrap();
+        let first = rx.try_recv().unwrap();
+        assert_eq!((first.notification.event, first.workspace_id.as_deref()), (failed("db1"), Some("w")));
+        assert!(n.raise(None, Link::None, failed("db2")), "a dropped event does not start a streak");
+        n.end(&crate::domain::notification::backup_streak("db1"));
+        drop(rx.try_recv().unwrap());
+        assert!(n.raise(None, Link::None, failed("db1")), "a success ended db1's streak");
     }
 }
