@@ -108,6 +108,8 @@ pub async fn start(config: Arc<Config>, listeners: Listeners) -> anyhow::Result<
     let s = services.clone();
     tasks.spawn("database-backups", move |token| s.backup_scheduler(token));
     let s = services.clone();
+    tasks.spawn("notifications", move |token| s.deliver_notifications(token));
+    let s = services.clone();
     tasks.spawn("runtime-logs", move |token| s.follow_runtime_logs(token));
     let (access_tx, access_rx) = tokio::sync::mpsc::channel(10_000);
     edge.set_access_log(access_tx, u64::from(config.access_log_sample));

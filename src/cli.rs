@@ -121,6 +121,9 @@ pub struct ConfigArgs {
     /// The DNS server used to verify domains, `ip` or `ip:port` (default: the system's resolver).
     #[arg(long)]
     pub dns_resolver: Option<String>,
+    /// A URL notifications are POSTed to (repeatable): failed backups, failing or expiring certificates.
+    #[arg(long = "notify-webhook")]
+    pub notify_webhook: Vec<String>,
 }
 
 impl ConfigArgs {
@@ -139,6 +142,8 @@ impl ConfigArgs {
             log_format: self.log_format.clone(),
             public_ip: (!self.public_ip.is_empty()).then(|| self.public_ip.join(",")),
             dns_resolver: self.dns_resolver.clone(),
+            notify_webhook: (!self.notify_webhook.is_empty())
+                .then(|| crate::config::OneOrMany::Many(self.notify_webhook.clone())),
             ..Layer::default()
         };
         Ok(Config::load(self.config.as_deref(), &env, flags)?)

@@ -54,6 +54,34 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// A key that takes one text or a list of texts.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// A notification webhook's URL. Chat services put the token in the path, so `Debug` and [`WebhookUrl::origin`]
+/// show only the scheme and host: logging the config or a delivery failure cannot leak it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WebhookUrl(pub String);
+
+impl WebhookUrl {
+    /// `https://host:port`, without path, query or credentials: what logs may show.
+    pub fn origin(&self) -> &str {
+        let after_scheme = self.0.find("://").map_or(0, |i| i + 3);
+        let end = self.0[after_scheme..].find(['/', '?', '#']).map_or(self.0.len(), |i| after_scheme + i);
+        &self.0[..end]
+    }
+}
+
+impl std::fmt::Debug for WebhookUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "\"{}/…\"", self.origin())
+    }
+}
+
 /// The validated configuration every part of Berth is built from.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -137,6 +165,10 @@ pub struct Config {
     pub log_retention_lines: u32,
     /// Access logs keep every 4xx/5xx and non-GET/HEAD request, and one in this many of the others (0: none).
     pub access_log_sample: u32,
+    /// Where notifications (failed backups, failing or expiring certificates) are POSTed as JSON.
+    pub notify_webhooks: Vec<WebhookUrl>,
+    /// Signs notification webhooks (Standard Webhooks headers) when not empty.
+    pub notify_webhook_secret: Secret,
     /// Managed databases' images per engine; `{version}` is replaced by the database's version.
     pub database_image_postgresql: String,
     pub database_image_mysql: String,
@@ -238,6 +270,8 @@ layer! {
     log_retention_days: u32,
     log_retention_lines: u32,
     access_log_sample: u32,
+    notify_webhook: OneOrMany,
+    notify_webhook_secret: String,
     auto_image_node: String,
     auto_image_python: String,
     auto_image_go: String,
@@ -388,6 +422,16 @@ log_retention_lines = 100000
 # it keeps one in access_log_sample (0: none, 1: all). Retention follows log_retention_days / log_retention_lines.
 access_log_sample = 0
 
+# Notifications (a failed backup, a certificate that cannot be issued or renewed, one that expires soon) are POSTed
+# as JSON to each of these URLs. A string or a list; BERTH_NOTIFY_WEBHOOK takes several separated by spaces or
+# commas. The URLs are treated as secrets (chat webhooks carry their token): the log shows only their host.
+# notify_webhook = ["https://hooks.example.com/berth"]
+
+# Signs each webhook with the Standard Webhooks headers (webhook-id, webhook-timestamp, webhook-signature).
+# "whsec_" + base64 (e.g. "whsec_$(openssl rand -base64 32)") works with that spec's libraries; any other text of
+# 16 characters or more is used as it is. Better set as BERTH_NOTIFY_WEBHOOK_SECRET than in this file.
+# notify_webhook_secret = ""
+
 # Base images of the `auto` builder's generated Dockerfiles (used when a repository has no Dockerfile). Point them
 # at a mirror or at local images when the host cannot pull. Node needs node, npm and corepack; Python needs
 # `python` and `pip` on PATH with `pip install` allowed; Go and Rust build images need go/cargo and
@@ -486,6 +530,8 @@ impl Config {
             log_retention_days: 7,
             log_retention_lines: 100_000,
             access_log_sample: 0,
+            notify_webhooks: Vec::new(),
+            notify_webhook_secret: Secret::default(),
             auto_image_node: "node:20-slim".into(),
             auto_image_python: "python:3.12-slim".into(),
             auto_image_go: "golang:1.22".into(),
@@ -735,6 +781,14 @@ impl Config {
             log_retention_days: positive("log_retention_days", l.log_retention_days, 7)?,
             log_retention_lines: positive("log_retention_lines", l.log_retention_lines, 100_000)?,
             access_log_sample: l.access_log_sample.unwrap_or(0),
+            notify_webhooks: parse_webhooks(l.notify_webhook).map_err(|m| invalid("notify_webhook", m))?,
+            notify_webhook_secret: match l.notify_webhook_secret.filter(|s| !s.is_empty()) {
+                None => Secret::default(),
+                Some(s) => match crate::domain::notification::signing_key(&s) {
+                    Ok(_) => Secret(s),
+                    Err(m) => return Err(invalid("notify_webhook_secret", m)),
+                },
+            },
             auto_image_node: image("auto_image_node", l.auto_image_node, "node:20-slim")?,
             auto_image_python: image("auto_image_python", l.auto_image_python, "python:3.12-slim")?,
             auto_image_go: image("auto_image_go", l.auto_image_go, "golang:1.22")?,
@@ -785,6 +839,30 @@ fn parse_ips(raw: Option<&str>) -> Result<Vec<std::net::IpAddr>, String> {
         .filter(|s| !s.is_empty())
         .map(|s| s.parse().map_err(|_| format!("'{s}' is not an IP address like 203.0.113.7 or 2001:db8::7")))
         .collect()
+}
+
+/// `notify_webhook`: one URL or a list; one text may hold several separated by whitespace or commas (the
+/// environment's form).
+fn parse_webhooks(raw: Option<OneOrMany>) -> Result<Vec<WebhookUrl>, String> {
+    let texts = match raw {
+        None => Vec::new(),
+        Some(OneOrMany::One(s)) => vec![s],
+        Some(OneOrMany::Many(v)) => v,
+    };
+    let mut urls = Vec::new();
+    for url in texts.iter().flat_map(|t| t.split(|c: char| c == ',' || c.is_whitespace())).filter(|u| !u.is_empty()) {
+        let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+        let host = rest.map(|r| r.split(['/', '?', '#']).next().unwrap_or(""));
+        match host {
+            Some(h) if !h.is_empty() && !h.contains('@') => urls.push(WebhookUrl(url.to_owned())),
+            _ => {
+                // Only the start: the rest of a webhook URL is often its token.
+                let start: String = url.chars().take(12).collect();
+                return Err(format!("'{start}…' is not a URL like https://hooks.example.com/berth"));
+            }
+        }
+    }
+    Ok(urls)
 }
 
 /// `dns_resolver`: `ip` (port 53) or `ip:port` (`[v6]:port`).
@@ -869,6 +947,38 @@ mod tests {
         let flags = Layer { acme_ca_root: Some(PathBuf::from("/nonexistent/root.pem")), ..Layer::default() };
         let e = Config::load(None, &BTreeMap::new(), flags).unwrap_err();
         assert!(e.to_string().contains("acme_ca_root (from command line)"), "{e}");
+    }
+
+    #[test]
+    fn notification_webhooks_come_as_a_list_or_separated_text_and_stay_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("berth.toml");
+        std::fs::write(&file, "notify_webhook = [\"https://a.example.com/hook/tok1\", \"http://10.0.0.2:9000/x\"]\n")
+            .unwrap();
+        let c = Config::load(Some(&file), &BTreeMap::new(), Layer::default()).unwrap();
+        let urls: Vec<&str> = c.notify_webhooks.iter().map(|u| u.0.as_str()).collect();
+        assert_eq!(urls, ["https://a.example.com/hook/tok1", "http://10.0.0.2:9000/x"]);
+        assert_eq!(c.notify_webhooks[1].origin(), "http://10.0.0.2:9000");
+        let vars = env(&[
+            ("BERTH_NOTIFY_WEBHOOK", "https://discord.com/api/webhooks/1/secret-token, https://b.example.com"),
+            ("BERTH_NOTIFY_WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+        ]);
+        let c = Config::load(Some(&file), &vars, Layer::default()).unwrap();
+        assert_eq!(c.notify_webhooks.len(), 2);
+        assert_eq!(c.notify_webhooks[1].origin(), "https://b.example.com");
+        let printed = format!("{c:?}");
+        assert!(!printed.contains("secret-token") && !printed.contains("MfKQ9r8"), "{printed}");
+        assert!(printed.contains("https://discord.com/…"), "{printed}");
+
+        let e = Config::load(None, &env(&[("BERTH_NOTIFY_WEBHOOK", "ftp://x/secret-token")]), Layer::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("notify_webhook (from environment)") && !e.contains("secret-token"), "{e}");
+        let e = Config::load(None, &env(&[("BERTH_NOTIFY_WEBHOOK_SECRET", "short")]), Layer::default()).unwrap_err();
+        assert!(e.to_string().contains("notify_webhook_secret"), "{e}");
+        assert!(!e.to_string().contains("short'"), "the secret itself is not quoted: {e}");
+        let c = Config::load(None, &BTreeMap::new(), Layer::default()).unwrap();
+        assert!(c.notify_webhooks.is_empty() && c.notify_webhook_secret.0.is_empty());
     }
 
     #[test]

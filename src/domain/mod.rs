@@ -4,6 +4,7 @@ pub mod custom_domain;
 pub mod database;
 pub mod deployment;
 pub mod env;
+pub mod notification;
 pub mod project;
 mod role;
 pub mod runtime_logs;

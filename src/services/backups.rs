@@ -7,8 +7,10 @@ use super::access::Actor;
 use super::backup_files::{file_sha256, read_decompressed, sync_dir, write_compressed};
 use super::database_views::DatabaseView;
 use super::databases::host_name;
+use super::notifications::Link;
 use super::{ServiceError, Services};
 use crate::domain::database::{BackupStatus, BackupTrigger, Schedule};
+use crate::domain::notification::{Event, backup_streak};
 use crate::domain::{Role, Timestamp, new_id, now};
 use crate::store::{self, databases::BackupRow, databases::DatabaseRow};
 use bytes::Bytes;
@@ -129,9 +131,24 @@ impl Services {
             tracing::error!(error = %e, backup = %id, "while recording a finished backup");
         }
         match &outcome {
-            Ok((size, _)) => tracing::info!(database = %row.name, backup = %id, size, "database backup made"),
-            // The uptime issue's notification hook is not built yet: the failure is in the API and in this log.
-            Err(e) => tracing::warn!(database = %row.name, backup = %id, error = %e, "database backup failed"),
+            Ok((size, _)) => {
+                tracing::info!(database = %row.name, backup = %id, size, "database backup made");
+                self.notification_resolved(&backup_streak(&row.id));
+            }
+            Err(e) => {
+                tracing::warn!(database = %row.name, backup = %id, error = %e, "database backup failed");
+                self.notify(
+                    Some(&row.workspace_id),
+                    Link::Database(row.id.clone()),
+                    Event::BackupFailed {
+                        database_id: row.id.clone(),
+                        database_name: row.name.clone(),
+                        backup_id: id.clone(),
+                        trigger: trigger.as_str(),
+                        error: e.clone(),
+                    },
+                );
+            }
         }
         let (status, file, size_bytes, sha256, error) = match outcome {
             Ok((size, sha)) => (BackupStatus::Succeeded, Some(relative), Some(size), Some(sha), None),
@@ -552,6 +569,20 @@ impl Services {
                 })
                 .await?;
             tracing::warn!(backup = %b.id, "a backup was interrupted by a restart and marked failed");
+            let did = b.database_id.clone();
+            if let Ok(Some(row)) = self.store.read(move |c| store::databases::get(c, &did)).await {
+                self.notify(
+                    Some(&row.workspace_id),
+                    Link::Database(row.id.clone()),
+                    Event::BackupFailed {
+                        database_id: row.id,
+                        database_name: row.name,
+                        backup_id: b.id,
+                        trigger: b.trigger.as_str(),
+                        error: "interrupted: Berth stopped during the backup".into(),
+                    },
+                );
+            }
         }
         Ok(())
     }

@@ -4,7 +4,9 @@
 
 use super::Services;
 use super::domains::DomainTls;
+use super::notifications::Link;
 use crate::domain::custom_domain::DomainStatus;
+use crate::domain::notification::{Event, certificate_streaks};
 use crate::store::{self, domains::DomainRow};
 use crate::tls::{CertEvent, Challenge, Status, WantedCert};
 use std::sync::Arc;
@@ -93,7 +95,8 @@ impl Services {
     }
 
     /// Until `shutdown`: when a certificate is issued or renewed (or fails), routes are published again, so the
-    /// HTTP → HTTPS redirect follows the certificate.
+    /// HTTP → HTTPS redirect follows the certificate; failures and near expiries are announced
+    /// (`certificate.failed`, `certificate.expiring_soon`), and a success ends the certificate's failure streak.
     pub async fn follow_certificates(self: Arc<Self>, shutdown: CancellationToken) {
         let Some(manager) = self.tls.get() else { return };
         let mut events = manager.subscribe();
@@ -103,17 +106,46 @@ impl Services {
                 e = events.recv() => e,
             };
             match event {
-                Ok(CertEvent::Issued { .. } | CertEvent::Renewed { .. }) => self.refresh_routes().await,
-                Ok(e @ CertEvent::Failed { .. }) => {
-                    // The uptime notifications subscribe to the same events; until then the log says it.
-                    tracing::warn!(event = ?e, "a certificate could not be issued or renewed");
+                Ok(CertEvent::Issued { name, .. } | CertEvent::Renewed { name, .. }) => {
+                    for streak in certificate_streaks(&name) {
+                        self.notification_resolved(&streak);
+                    }
                     self.refresh_routes().await;
                 }
-                Ok(e @ CertEvent::ExpiringSoon { .. }) => {
-                    tracing::warn!(event = ?e, "a certificate expires soon and has not been renewed");
+                Ok(CertEvent::Failed { name, names, error, next_attempt }) => {
+                    tracing::warn!(%name, %error, "a certificate could not be issued or renewed");
+                    let valid_until =
+                        manager.status(&name).filter(|s| s.status == Status::Expiring).and_then(|s| s.not_after);
+                    let (workspace, link) = self.certificate_owner(&name).await;
+                    let event = Event::CertificateFailed { domains: names, error, next_attempt, valid_until };
+                    self.notify(workspace.as_deref(), link, event);
+                    self.refresh_routes().await;
+                }
+                Ok(CertEvent::ExpiringSoon { name, not_after }) => {
+                    tracing::warn!(%name, %not_after, "a certificate expires soon and has not been renewed");
+                    let error = manager.status(&name).and_then(|s| s.last_error);
+                    let (workspace, link) = self.certificate_owner(&name).await;
+                    self.notify(
+                        workspace.as_deref(),
+                        link,
+                        Event::CertificateExpiringSoon { domain: name, not_after, error },
+                    );
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => self.refresh_routes().await,
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+
+    /// The workspace and domains page of the custom domain a certificate is for; none for the console domain.
+    async fn certificate_owner(&self, name: &str) -> (Option<String>, Link) {
+        let n = name.to_owned();
+        match self.store.read(move |c| store::domains::by_name(c, &n)).await {
+            Ok(Some(row)) => (Some(row.workspace_id), Link::ProjectDomains(row.project_id)),
+            Ok(None) => (None, Link::None),
+            Err(e) => {
+                tracing::warn!(error = %e, "while looking up a certificate's domain");
+                (None, Link::None)
             }
         }
     }

@@ -19,6 +19,7 @@ mod git;
 mod health;
 mod invitations;
 mod members;
+mod notifications;
 mod projects;
 mod ratelimit;
 mod routing;
@@ -103,6 +104,8 @@ pub struct Services {
     log_hub: runtime_logs::Hub,
     /// One lock per managed database (backup, restore, stop and delete never overlap).
     db_locks: databases::Locks,
+    /// Where failed backups and certificates are announced (the audit log and the operator's webhooks).
+    notifier: notifications::Notifier,
 }
 
 /// A shared handle to the services.
@@ -137,6 +140,7 @@ impl Services {
             secret_values: Mutex::new(HashMap::new()),
             log_hub: runtime_logs::Hub::new(),
             db_locks: databases::Locks::default(),
+            notifier: notifications::Notifier::new(),
         }
     }
 

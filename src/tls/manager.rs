@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::acme::{AcmeIssuer, AcmeSettings};
 use super::resolver::NO_SNI;
-use super::schedule::{backoff, renew_at};
+use super::schedule::{backoff, renew_at, warn_expiry_at};
 use super::store::{CertMeta, CertStore, LoadedCert};
 use super::{CertResolver, DnsProvider, Http01Tokens, InternalCa, TlsError};
 
@@ -101,10 +101,13 @@ pub enum CertEvent {
     },
     Failed {
         name: String,
+        /// Every name of the certificate (`name` first).
+        names: Vec<String>,
         error: String,
         next_attempt: DateTime<Utc>,
     },
-    /// Renewal failed; the certificate still works until `not_after`.
+    /// Renewal keeps failing and the certificate, still served, expires soon (see [`super::schedule::warn_expiry_at`]).
+    /// Emitted once per certificate (per expiry date) while the manager runs.
     ExpiringSoon {
         name: String,
         not_after: DateTime<Utc>,
@@ -161,6 +164,8 @@ struct Entry {
     failures: u32,
     next_attempt: DateTime<Utc>,
     in_flight: bool,
+    /// The expiry of the certificate already announced as expiring soon.
+    warned_expiry: Option<DateTime<Utc>>,
 }
 
 #[derive(Default)]
@@ -280,6 +285,7 @@ impl CertManager {
                             failures: 0,
                             next_attempt: now,
                             in_flight: false,
+                            warned_expiry: None,
                         };
                         entry.next_attempt = self.next_planned(&entry, now);
                         entry
@@ -353,6 +359,9 @@ impl CertManager {
         let mut attempts = JoinSet::new();
         loop {
             let now = Utc::now();
+            for event in self.take_expiry_warnings(now) {
+                let _ = self.events.send(event);
+            }
             for (primary, wanted) in self.take_due(now) {
                 attempts.spawn(self.clone().attempt(primary, wanted));
             }
@@ -377,6 +386,22 @@ impl CertManager {
             if !entry.in_flight && entry.next_attempt <= now {
                 entry.in_flight = true;
                 due.push((primary.clone(), entry.wanted.clone()));
+            }
+        }
+        due
+    }
+
+    /// The "expiring soon" events due now, each marked as sent (see [`expiry_warning_due`]).
+    fn take_expiry_warnings(&self, now: DateTime<Utc>) -> Vec<CertEvent> {
+        let Ok(mut state) = self.state.lock() else { return Vec::new() };
+        let mut due = Vec::new();
+        for (primary, entry) in state.entries.iter_mut() {
+            let status = self.status_of(entry, now).status;
+            let Some(cert) = &entry.cert else { continue };
+            if expiry_warning_due(status, cert.not_before, cert.not_after, entry.warned_expiry, now) {
+                entry.warned_expiry = Some(cert.not_after);
+                tracing::warn!(name = %primary, not_after = %cert.not_after, "certificate expires soon and renewal keeps failing");
+                due.push(CertEvent::ExpiringSoon { name: primary.clone(), not_after: cert.not_after });
             }
         }
         due
@@ -433,7 +458,6 @@ impl CertManager {
                     })
                 }
                 Err(error) => {
-                    let was_expiring = self.status_of(entry, now).status == Status::Expiring;
                     entry.failures += 1;
                     let wait = backoff(self.settings.retry_base, self.settings.retry_max, entry.failures);
                     entry.next_attempt = now + chrono::TimeDelta::from_std(wait).unwrap_or(chrono::TimeDelta::hours(6));
@@ -441,20 +465,20 @@ impl CertManager {
                     tracing::warn!(name = %primary, error = %message, failures = entry.failures, next_attempt = %entry.next_attempt, "certificate request failed");
                     entry.last_error = Some(message.clone());
                     let next_attempt = entry.next_attempt;
-                    let status = self.status_of(entry, now);
-                    let _ =
-                        self.events.send(CertEvent::Failed { name: primary.to_owned(), error: message, next_attempt });
-                    match (status.status, status.not_after) {
-                        (Status::Expiring, Some(not_after)) if !was_expiring => {
-                            Some(CertEvent::ExpiringSoon { name: primary.to_owned(), not_after })
-                        }
-                        _ => None,
-                    }
+                    Some(CertEvent::Failed {
+                        name: primary.to_owned(),
+                        names: wanted.names.clone(),
+                        error: message,
+                        next_attempt,
+                    })
                 }
             }
         };
         self.publish();
         if let Some(event) = event {
+            let _ = self.events.send(event);
+        }
+        for event in self.take_expiry_warnings(now) {
             let _ = self.events.send(event);
         }
     }
@@ -520,6 +544,20 @@ impl CertManager {
     }
 }
 
+/// Whether a certificate is announced as expiring soon at `now`: its renewal has failed while it is still served
+/// (`expiring`), it is past [`warn_expiry_at`], and no warning was sent for this certificate yet (`warned_expiry` is
+/// the expiry already announced; a renewed certificate has a new one). Checked after every attempt and at every
+/// pass of the run loop, so it fires once, not on every check.
+fn expiry_warning_due(
+    status: Status,
+    not_before: DateTime<Utc>,
+    not_after: DateTime<Utc>,
+    warned_expiry: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> bool {
+    status == Status::Expiring && now >= warn_expiry_at(not_before, not_after) && warned_expiry != Some(not_after)
+}
+
 /// A name a certificate can be asked for: an IP address, or a host name of letters, digits and hyphens (the first
 /// label may be `*`). Also keeps names safe as directory names.
 fn valid_name(name: &str) -> bool {
@@ -540,7 +578,30 @@ fn valid_name(name: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::valid_name;
+    #![allow(clippy::unwrap_used)]
+    use super::{Status, expiry_warning_due, valid_name};
+    use chrono::{DateTime, TimeDelta, Utc};
+
+    #[test]
+    fn expiring_soon_fires_once_per_certificate_near_expiry_while_renewal_fails() {
+        let issued = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").unwrap().with_timezone(&Utc);
+        let expires = issued + TimeDelta::days(90);
+        let days_left = |d: i64| expires - TimeDelta::days(d);
+        // Renewal starts at 30 days left; the first failures are "failed" events, not "expiring soon".
+        assert!(!expiry_warning_due(Status::Expiring, issued, expires, None, days_left(30)));
+        assert!(!expiry_warning_due(Status::Expiring, issued, expires, None, days_left(8)));
+        // A week before expiry, still failing: once.
+        assert!(expiry_warning_due(Status::Expiring, issued, expires, None, days_left(7)));
+        assert!(expiry_warning_due(Status::Expiring, issued, expires, None, days_left(2)), "late is still due");
+        assert!(!expiry_warning_due(Status::Expiring, issued, expires, Some(expires), days_left(2)), "only once");
+        // Renewed meanwhile (active), or already expired (failing: the failure events say HTTPS is broken).
+        assert!(!expiry_warning_due(Status::Active, issued, expires, None, days_left(2)));
+        assert!(!expiry_warning_due(Status::Failing, issued, expires, None, expires + TimeDelta::hours(1)));
+        // A later certificate whose renewal fails too is announced again.
+        let (next_issued, next_expires) = (issued + TimeDelta::days(60), expires + TimeDelta::days(60));
+        let now = next_expires - TimeDelta::days(3);
+        assert!(expiry_warning_due(Status::Expiring, next_issued, next_expires, Some(expires), now));
+    }
 
     #[test]
     fn names_are_host_names_wildcards_or_ips() {

@@ -180,14 +180,34 @@ impl Browser {
 
     /// Writes a PNG of the page to `$BERTH_SCREENSHOTS/<name>.png` when that variable is set.
     pub async fn screenshot(&self, name: &str) {
+        self.capture(name, None).await;
+    }
+
+    /// Like [`Browser::screenshot`], of the page's full width from the top of the element `top` (a JavaScript
+    /// expression; `null` for the top of the page) to the bottom of the element `bottom`, with a small margin.
+    pub async fn screenshot_span(&self, name: &str, top: &str, bottom: &str) {
+        if std::env::var("BERTH_SCREENSHOTS").is_err() {
+            return;
+        }
+        let script = format!(
+            "var t = {top}, b = {bottom}; var y0 = t ? t.getBoundingClientRect().top + scrollY - 16 : 0; \
+             var y1 = b.getBoundingClientRect().bottom + scrollY + 16; \
+             return [Math.max(0, y0), y1 - Math.max(0, y0), document.documentElement.clientWidth];"
+        );
+        let r = self.eval(&script).await;
+        let n = |i: usize| r[i].as_f64().unwrap_or_else(|| panic!("no element for the screenshot {name}: {r}"));
+        let clip = json!({"x": 0, "y": n(0), "width": n(2), "height": n(1), "scale": 1});
+        self.capture(name, Some(clip)).await;
+    }
+
+    async fn capture(&self, name: &str, clip: Option<Value>) {
         let Ok(dir) = std::env::var("BERTH_SCREENSHOTS") else { return };
-        // The whole page, beyond the window, through the DevTools protocol.
-        let shot = self
-            .post(
-                "/goog/cdp/execute",
-                json!({"cmd": "Page.captureScreenshot", "params": {"format": "png", "captureBeyondViewport": true}}),
-            )
-            .await;
+        // The whole page (or the clip), beyond the window, through the DevTools protocol.
+        let mut params = json!({"format": "png", "captureBeyondViewport": true});
+        if let Some(clip) = clip {
+            params["clip"] = clip;
+        }
+        let shot = self.post("/goog/cdp/execute", json!({"cmd": "Page.captureScreenshot", "params": params})).await;
         let b64 = shot["data"].clone();
         let png = base64::engine::general_purpose::STANDARD.decode(b64.as_str().unwrap_or("")).unwrap();
         std::fs::create_dir_all(&dir).unwrap();

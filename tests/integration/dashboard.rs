@@ -645,6 +645,7 @@ async fn a_database_is_created_backed_up_scheduled_restored_downloaded_and_delet
     let (to, html) = admin.post_ok(&db_path, &restore).await;
     assert!(!to.starts_with(&db_path), "{to}");
     assert!(page_text(&html).contains(&format!("Restored backup {bid} into cache-copy.")), "{}", page_text(&html));
+    database_screenshots(&env, &db_path).await;
 
     // The download (admin only) is the gzip file.
     let download = format!("{db_path}/backups/{bid}/download");
@@ -668,4 +669,30 @@ async fn a_database_is_created_backed_up_scheduled_restored_downloaded_and_delet
     assert!(t.contains("Database deleted with its volume and backups.") && t.contains("cache-copy"), "{t}");
     assert!(!t.contains("cache redis"), "{t}");
     assert_eq!(admin.get(&db_path).await.0, 404);
+}
+
+/// With `BERTH_SCREENSHOTS` set: the databases list, a database's connection details and its backups and schedule,
+/// as the admin sees them in Chromium (the rest of the test walks these pages over plain HTTP).
+async fn database_screenshots(env: &TestEnv, db_path: &str) {
+    if std::env::var("BERTH_SCREENSHOTS").is_err() {
+        return;
+    }
+    let b = Browser::start().await;
+    b.goto(&format!("{}/login", env.base)).await;
+    b.fill("#email", "ops@acme.io").await;
+    b.fill("#password", "password123").await;
+    b.click("button[type=submit]").await;
+    b.wait_text("Projects", Duration::from_secs(10)).await;
+    b.goto(&format!("{}/w/acme/databases", env.base)).await;
+    b.wait_text("cache-copy", Duration::from_secs(10)).await;
+    b.screenshot("databases").await;
+    b.goto(&format!("{}{db_path}", env.base)).await;
+    b.wait_text("Connection string", Duration::from_secs(10)).await;
+    let panel = |heading: &str| {
+        format!(
+            "[...document.querySelectorAll('section.panel')].find(s => s.querySelector('h2').textContent == '{heading}')"
+        )
+    };
+    b.screenshot_span("database", "null", &panel("Connection")).await;
+    b.screenshot_span("database-backups", &panel("Backups"), &panel("Schedule")).await;
 }

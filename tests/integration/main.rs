@@ -16,6 +16,7 @@ mod domains;
 mod edge;
 mod git;
 mod members;
+mod notifications;
 mod openapi;
 mod projects;
 mod recovery;

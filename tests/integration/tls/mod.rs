@@ -306,6 +306,49 @@ async fn a_failing_challenge_reports_the_reason_and_backs_off() {
 }
 
 #[tokio::test]
+async fn expiring_soon_is_raised_once_when_renewal_keeps_failing_near_expiry() {
+    // 30-second certificates: renewal starts 20 s in, "expiring soon" is due 25 s in (a sixth of the lifetime left).
+    let mut pebble = Pebble::start(30, 0).await;
+    let edge = start_edge(pebble.http.take().unwrap(), pebble.https.take().unwrap());
+    let data = tempfile::tempdir().unwrap();
+    let settings = acme_settings(&pebble, data.path().join("tls"), None);
+    let manager = CertManager::new(settings, edge.resolver.clone(), edge.proxy.http01_tokens().clone()).await.unwrap();
+    let running = CancellationToken::new();
+    tokio::spawn(manager.clone().run(running.child_token()));
+    let _stop = running.drop_guard();
+    let mut events = manager.subscribe();
+    manager.set_wanted(wanted(&["expiring.example.test"], Challenge::Http01)).unwrap();
+    let not_after = wait_active(&manager, "expiring.example.test").await.not_after.unwrap();
+
+    // From now on nothing answers validation: every renewal fails, until the certificate has expired.
+    edge.stop().await;
+    let mut seen = Vec::new();
+    loop {
+        let left = (not_after + chrono::TimeDelta::seconds(2) - chrono::Utc::now()).to_std().unwrap_or_default();
+        match tokio::time::timeout(left, events.recv()).await {
+            Ok(Ok(event)) => seen.push((chrono::Utc::now(), event)),
+            Ok(Err(e)) => panic!("{e}"),
+            Err(_) => break,
+        }
+    }
+    let warnings: Vec<usize> =
+        (0..seen.len()).filter(|i| matches!(seen[*i].1, CertEvent::ExpiringSoon { .. })).collect();
+    assert_eq!(warnings.len(), 1, "once, not at every check or failure: {seen:?}");
+    let (at, warning) = &seen[warnings[0]];
+    assert_eq!(*warning, CertEvent::ExpiringSoon { name: "expiring.example.test".into(), not_after });
+    let first_failure = seen.iter().position(|(_, e)| matches!(e, CertEvent::Failed { .. })).unwrap();
+    assert!(first_failure < warnings[0], "renewal failed before: {seen:?}");
+    let left = (not_after - *at).num_milliseconds();
+    assert!((0..=6_500).contains(&left), "raised near expiry ({left} ms left), not at the first failure");
+    let failures = seen[..warnings[0]].iter().filter(|(_, e)| matches!(e, CertEvent::Failed { .. })).count();
+    eprintln!("tls: expiring soon raised {left} ms before expiry, after {failures} failed renewals");
+    assert!(
+        seen[first_failure + 1..warnings[0]].iter().any(|(_, e)| matches!(e, CertEvent::Failed { .. })),
+        "retries failed in between without a warning: {seen:?}"
+    );
+}
+
+#[tokio::test]
 async fn the_internal_ca_issues_certificates_that_verify_against_its_root() {
     let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let https = TcpListener::bind("127.0.0.1:0").await.unwrap();
