@@ -27,6 +27,11 @@ fn db_images() -> &'static HashMap<String, String> {
 /// A Berth whose database images are the local ones, with an owner key in `acme` (whose Docker objects are
 /// removed at the end, volumes included).
 pub(crate) async fn setup() -> (TestEnv, Cred, Cleanup) {
+    setup_with(|_| {}).await
+}
+
+/// [`setup`] with more configuration (e.g. an S3 target).
+pub(crate) async fn setup_with(more: impl FnOnce(&mut berth::config::Config)) -> (TestEnv, Cred, Cleanup) {
     let images = db_images().clone();
     let env = TestEnv::start_with(|c| {
         c.database_image_postgresql = images["postgresql"].clone();
@@ -37,6 +42,7 @@ pub(crate) async fn setup() -> (TestEnv, Cred, Cleanup) {
         c.database_memory_mb = 512;
         c.health_timeout_secs = 20;
         c.drain_secs = 0;
+        more(c);
     })
     .await;
     let (_, owner) = env.user_with_key("ops@acme.io", "acme").await;
@@ -105,7 +111,7 @@ fn in_app(container: &str, c: &Client, script: &str) -> String {
 }
 
 /// Polls the database's backups until `backup` has finished; returns it.
-async fn wait_backup(env: &TestEnv, cred: &Cred, db: &str, backup: &str) -> Value {
+pub(crate) async fn wait_backup(env: &TestEnv, cred: &Cred, db: &str, backup: &str) -> Value {
     let started = Instant::now();
     loop {
         let r = env.get(&format!("/api/workspaces/acme/databases/{db}/backups"), cred).await.expect(200);
@@ -119,7 +125,7 @@ async fn wait_backup(env: &TestEnv, cred: &Cred, db: &str, backup: &str) -> Valu
 }
 
 /// Backs up now and waits for success; checks the recorded size and checksum against the download.
-async fn backup_now(env: &TestEnv, owner: &Cred, db: &str) -> String {
+pub(crate) async fn backup_now(env: &TestEnv, owner: &Cred, db: &str) -> String {
     let r = env.post(&format!("/api/workspaces/acme/databases/{db}/backups"), owner, json!({})).await.expect(202);
     assert_eq!(r.data()["status"], json!("running"));
     let id = r.data()["id"].as_str().unwrap().to_owned();
