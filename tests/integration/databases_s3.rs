@@ -196,6 +196,23 @@ async fn databases_s3_a_wrong_secret_or_an_unreachable_endpoint_fails_the_upload
         eprintln!("databases_s3: the upload's error: {error}");
         assert!(error.contains(says) && error.contains(&endpoint), "{says}: {error}");
         assert!(!error.contains(&moto.secret) && !error.contains("not-the-secret"), "{error}");
+        // The dashboard's backups table shows it too.
+        let Cred::Session { cookie, .. } = env.login("ops@acme.io", "password123").await else { unreachable!() };
+        let html = env
+            .http
+            .get(format!("{}/w/acme/databases/{id}", env.base))
+            .header("Cookie", format!("berth_session={cookie}"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            html.contains("<span class=\"badge s-failed\">failed</span><br><span class=\"error\">while uploading"),
+            "{html}"
+        );
+        assert!(html.contains(says) && html.contains("this disk"), "{html}");
         // It is still a usable backup: restore works from the local file, and it can be deleted.
         env.post(&format!("{WS}/databases/{id}/backups/{bid}/restore"), &owner, json!({"confirm": "cache"}))
             .await
