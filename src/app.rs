@@ -85,7 +85,14 @@ pub async fn start(config: Arc<Config>, listeners: Listeners) -> anyhow::Result<
         idle_timeout: Duration::from_secs(u64::from(config.proxy_idle_timeout_secs)),
         ..crate::proxy::ProxyConfig::default()
     });
-    let services: SharedServices = Arc::new(Services::new(config.clone(), store, docker, secrets, edge.clone()));
+    let backup_target = match &config.s3 {
+        Some(s3) => Some(Arc::new(
+            crate::s3::BackupTarget::new(s3).context("while setting up the S3 backup target (s3_* keys)")?,
+        )),
+        None => None,
+    };
+    let services: SharedServices =
+        Arc::new(Services::new(config.clone(), store, docker, secrets, edge.clone()).with_backup_target(backup_target));
     services.recover_deployments().await.context("while recovering deployments interrupted by a restart")?;
     services.recover_backups().await.context("while recovering database backups interrupted by a restart")?;
     services.reconcile_databases().await;
@@ -107,6 +114,10 @@ pub async fn start(config: Arc<Config>, listeners: Listeners) -> anyhow::Result<
     tasks.spawn("deploy-worker", move |token| s.deploy_worker(token));
     let s = services.clone();
     tasks.spawn("database-backups", move |token| s.backup_scheduler(token));
+    if services.backup_target.is_some() {
+        let s = services.clone();
+        tasks.spawn("backup-uploads", move |token| s.backup_uploader(token));
+    }
     let s = services.clone();
     tasks.spawn("notifications", move |token| s.deliver_notifications(token));
     let s = services.clone();

@@ -124,6 +124,28 @@ pub struct ConfigArgs {
     /// A URL notifications are POSTed to (repeatable): failed backups, failing or expiring certificates.
     #[arg(long = "notify-webhook")]
     pub notify_webhook: Vec<String>,
+    /// S3-compatible bucket every finished backup is also uploaded to (default: none, backups stay local).
+    #[arg(long)]
+    pub s3_bucket: Option<String>,
+    /// The S3 service's URL without the bucket (default: AWS for --s3-region).
+    #[arg(long)]
+    pub s3_endpoint: Option<String>,
+    /// The S3 signing region (default us-east-1; "auto" for R2).
+    #[arg(long)]
+    pub s3_region: Option<String>,
+    /// Object keys are <prefix>/<database id>/<file> (default berth).
+    #[arg(long)]
+    pub s3_prefix: Option<String>,
+    /// path or virtual-host (default: virtual-host for AWS, path with --s3-endpoint).
+    #[arg(long)]
+    pub s3_addressing: Option<String>,
+    /// The S3 access key's id.
+    #[arg(long)]
+    pub s3_access_key_id: Option<String>,
+    /// A file holding the S3 secret access key (or set BERTH_S3_SECRET_ACCESS_KEY; there is no flag for the
+    /// secret itself, since flags show in `ps`).
+    #[arg(long)]
+    pub s3_secret_access_key_file: Option<PathBuf>,
 }
 
 impl ConfigArgs {
@@ -144,6 +166,13 @@ impl ConfigArgs {
             dns_resolver: self.dns_resolver.clone(),
             notify_webhook: (!self.notify_webhook.is_empty())
                 .then(|| crate::config::OneOrMany::Many(self.notify_webhook.clone())),
+            s3_bucket: self.s3_bucket.clone(),
+            s3_endpoint: self.s3_endpoint.clone(),
+            s3_region: self.s3_region.clone(),
+            s3_prefix: self.s3_prefix.clone(),
+            s3_addressing: self.s3_addressing.clone(),
+            s3_access_key_id: self.s3_access_key_id.clone(),
+            s3_secret_access_key_file: self.s3_secret_access_key_file.clone(),
             ..Layer::default()
         };
         Ok(Config::load(self.config.as_deref(), &env, flags)?)

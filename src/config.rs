@@ -1,6 +1,9 @@
 //! Configuration: defaults, then a TOML file, then `BERTH_*` environment variables, then flags.
 //! Validated once at startup into [`Config`]; an error names the key and the layer it came from.
 
+pub mod s3;
+
+pub use s3::{Addressing, S3Settings};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -180,6 +183,9 @@ pub struct Config {
     pub database_memory_mb: u32,
     /// Longest one backup or restore may run.
     pub backup_timeout_secs: u32,
+    /// The S3-compatible bucket every finished backup is also uploaded to (`s3_*` keys); `None`: backups stay only
+    /// under the data dir.
+    pub s3: Option<S3Settings>,
     /// The `auto` builder's image for Node.js apps (needs node, npm and corepack).
     pub auto_image_node: String,
     /// The `auto` builder's image for Python apps (`python` and `pip` on PATH, `pip install` allowed).
@@ -285,7 +291,18 @@ layer! {
     database_cpus: u32,
     database_memory_mb: u32,
     backup_timeout_secs: u32,
+    s3_endpoint: String,
+    s3_region: String,
+    s3_bucket: String,
+    s3_prefix: String,
+    s3_addressing: String,
+    s3_access_key_id: String,
+    s3_secret_access_key: String,
+    s3_secret_access_key_file: PathBuf,
 }
+
+/// Keys whose values are secrets: an error about one never repeats its value.
+const SECRET_KEYS: &[&str] = &["cloudflare_api_token", "s3_secret_access_key"];
 
 /// The annotated example printed by `berth config print-default`; every value is the default.
 pub const DEFAULT_TOML: &str = r#"# Berth configuration. Every key is optional; shown values are the defaults.
@@ -454,6 +471,25 @@ database_image_mongo = "mongo:{version}"
 database_cpus = 1
 database_memory_mb = 1024
 backup_timeout_secs = 3600
+
+# An S3-compatible bucket every finished backup is also uploaded to, as <s3_prefix>/<database id>/<file name>
+# (AWS S3, MinIO, Backblaze B2, Cloudflare R2, Wasabi, Ceph, Garage…). Off while s3_bucket is unset. The local file
+# is kept; a missing local file is fetched back from the bucket (checksum verified) to download or restore.
+# s3_bucket = "berth-backups"
+# The service's URL without the bucket. Default: AWS, https://s3.<s3_region>.amazonaws.com. Examples:
+# https://<account id>.r2.cloudflarestorage.com, https://s3.eu-central-003.backblazeb2.com,
+# https://s3.eu-central-1.wasabisys.com, http://minio.lan:9000 (plain http only on a network you trust).
+# s3_endpoint = "https://s3.eu-west-1.amazonaws.com"
+# The signing region ("auto" for R2; B2 and Wasabi: the region in the endpoint's name).
+# s3_region = "us-east-1"
+# s3_prefix = "berth"
+# "virtual-host" (https://<bucket>.<endpoint>/…) or "path" (https://<endpoint>/<bucket>/…).
+# Default: virtual-host without s3_endpoint (AWS), path with one (what MinIO and most others expect).
+# s3_addressing = "path"
+# s3_access_key_id = "AKIA…"
+# The secret key: better in the environment as BERTH_S3_SECRET_ACCESS_KEY (systemd EnvironmentFile with mode
+# 0600), or in a file of its own named by s3_secret_access_key_file, than in this file.
+# s3_secret_access_key_file = "/etc/berth/s3-secret"
 "#;
 
 impl Config {
@@ -545,6 +581,7 @@ impl Config {
             database_cpus: 1,
             database_memory_mb: 1024,
             backup_timeout_secs: 3600,
+            s3: None,
             data_dir,
         }
     }
@@ -737,6 +774,18 @@ impl Config {
             })
         };
 
+        let s3 = s3::validate(s3::RawS3 {
+            endpoint: l.s3_endpoint,
+            region: l.s3_region,
+            bucket: l.s3_bucket,
+            prefix: l.s3_prefix,
+            addressing: l.s3_addressing,
+            access_key_id: l.s3_access_key_id,
+            secret_access_key: l.s3_secret_access_key,
+            secret_access_key_file: l.s3_secret_access_key_file,
+        })
+        .map_err(|(key, message)| invalid(key, message))?;
+
         Ok(Config {
             listen,
             http_listen,
@@ -802,6 +851,7 @@ impl Config {
             database_cpus: positive("database_cpus", l.database_cpus, 1)?,
             database_memory_mb: positive("database_memory_mb", l.database_memory_mb, 1024)?,
             backup_timeout_secs: positive("backup_timeout_secs", l.backup_timeout_secs, 3600)?,
+            s3,
             data_dir,
         })
     }
@@ -820,11 +870,18 @@ fn env_layer(env: &BTreeMap<String, String>) -> Result<Layer, ConfigError> {
             (_, "false") => toml::Value::Boolean(false),
             _ => toml::Value::String(value.clone()),
         };
-        let table = toml::Table::from_iter([((*key).to_owned(), v)]);
-        let one = Layer::deserialize(table).map_err(|e| ConfigError::Invalid {
+        // A value that looks like a number or a boolean may still be meant as text (a numeric token, say).
+        let typed = Layer::deserialize(toml::Table::from_iter([((*key).to_owned(), v)]));
+        let as_text =
+            || Layer::deserialize(toml::Table::from_iter([((*key).to_owned(), toml::Value::String(value.clone()))]));
+        let one = typed.or_else(|e| as_text().map_err(|_| e)).map_err(|e| ConfigError::Invalid {
             key,
             source_name: var.clone(),
-            message: format!("'{value}': {}", e.message()),
+            message: if SECRET_KEYS.contains(key) {
+                format!("(value not shown): {}", e.message())
+            } else {
+                format!("'{value}': {}", e.message())
+            },
         })?;
         merged.merge(one, "environment", &mut sources);
     }
@@ -979,6 +1036,39 @@ mod tests {
         assert!(!e.to_string().contains("short'"), "the secret itself is not quoted: {e}");
         let c = Config::load(None, &BTreeMap::new(), Layer::default()).unwrap();
         assert!(c.notify_webhooks.is_empty() && c.notify_webhook_secret.0.is_empty());
+    }
+
+    #[test]
+    fn the_s3_target_layers_like_other_keys_and_its_secret_is_never_printed() {
+        assert_eq!(Config::load(None, &BTreeMap::new(), Layer::default()).unwrap().s3, None);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("berth.toml");
+        std::fs::write(&file, "s3_bucket = \"from-file\"\ns3_endpoint = \"http://127.0.0.1:9000\"\n").unwrap();
+        // A secret of digits only is still text, and never shows in the config's Debug output.
+        let vars = env(&[
+            ("BERTH_S3_BUCKET", "from-env"),
+            ("BERTH_S3_ACCESS_KEY_ID", "AKIAEXAMPLE"),
+            ("BERTH_S3_SECRET_ACCESS_KEY", "8675309123"),
+        ]);
+        let flags = Layer { s3_prefix: Some("flagged".into()), ..Layer::default() };
+        let c = Config::load(Some(&file), &vars, flags).unwrap();
+        let s3 = c.s3.clone().unwrap();
+        assert_eq!(
+            (s3.bucket.as_str(), s3.endpoint.as_str(), s3.prefix.as_str(), s3.addressing),
+            ("from-env", "http://127.0.0.1:9000", "flagged", Addressing::Path)
+        );
+        assert_eq!(s3.secret_access_key.0, "8675309123");
+        assert!(!format!("{c:?}").contains("8675309123"));
+        let e = Config::load(Some(&file), &BTreeMap::new(), Layer::default()).unwrap_err().to_string();
+        assert!(e.starts_with("s3_access_key_id (from defaults): must be set"), "{e}");
+        let e = Config::load(None, &env(&[("BERTH_S3_ENDPOINT", "https://s3.example.com")]), Layer::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("s3_bucket") && e.contains("s3_endpoint"), "{e}");
+        let e = Config::load(Some(&file), &env(&[("BERTH_S3_ADDRESSING", "dns")]), Layer::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("s3_addressing (from environment)"), "{e}");
     }
 
     #[test]

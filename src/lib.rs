@@ -8,6 +8,7 @@ pub mod crypto;
 pub mod docker;
 pub mod domain;
 pub mod proxy;
+pub mod s3;
 pub mod services;
 pub mod store;
 pub mod tasks;

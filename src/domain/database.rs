@@ -381,6 +381,31 @@ impl BackupStatus {
     }
 }
 
+/// Where a backup's copy in the S3-compatible target stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RemoteStatus {
+    /// Queued or in progress (resumed after a restart).
+    Uploading,
+    Uploaded,
+    /// `error` says why; the local file is unaffected.
+    Failed,
+}
+
+impl RemoteStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RemoteStatus::Uploading => "uploading",
+            RemoteStatus::Uploaded => "uploaded",
+            RemoteStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<RemoteStatus> {
+        [RemoteStatus::Uploading, RemoteStatus::Uploaded, RemoteStatus::Failed].into_iter().find(|t| t.as_str() == s)
+    }
+}
+
 /// Most backups a schedule may keep.
 pub const MAX_RETAIN: u32 = 1000;
 

@@ -1,15 +1,17 @@
 //! Database backups: on demand and on a schedule, made with the engine's own tool inside the database's
 //! container, gzip-compressed into `<data_dir>/backups/<database id>/` (written to a temporary file, synced, then
 //! renamed, with size and SHA-256 recorded); downloads; restores into the same database (typed confirmation,
-//! after an automatic safety backup) or into a new one; and retention of scheduled backups.
+//! after an automatic safety backup) or into a new one; and retention of scheduled backups. With an S3 target
+//! configured, each succeeded backup is also queued for upload (see `backup_remote.rs`).
 
 use super::access::Actor;
 use super::backup_files::{file_sha256, read_decompressed, sync_dir, write_compressed};
+use super::backup_remote::{RemoteDelete, location};
 use super::database_views::DatabaseView;
 use super::databases::host_name;
 use super::notifications::Link;
 use super::{ServiceError, Services};
-use crate::domain::database::{BackupStatus, BackupTrigger, Schedule};
+use crate::domain::database::{BackupStatus, BackupTrigger, RemoteStatus, Schedule};
 use crate::domain::notification::{Event, backup_streak};
 use crate::domain::{Role, Timestamp, new_id, now};
 use crate::store::{self, databases::BackupRow, databases::DatabaseRow};
@@ -44,11 +46,39 @@ pub struct BackupView {
     pub error: Option<String>,
     pub started_at: Timestamp,
     pub finished_at: Option<Timestamp>,
+    /// Whether the file is on this machine's disk. When it is not, download and restore fetch it back from
+    /// `remote` (checking its SHA-256) first.
+    pub local_copy: bool,
+    /// The copy in the S3-compatible target (`s3_*` config); `null` when none was configured as the backup
+    /// finished (and for failed backups).
+    pub remote: Option<RemoteCopyView>,
+}
+
+/// A backup's copy in an S3-compatible bucket.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RemoteCopyView {
+    /// `uploading` (queued or in progress), `uploaded`, or `failed` (see `error`; the local file is kept).
+    pub status: RemoteStatus,
+    /// `s3://<bucket>/<key>`; the key is `<s3_prefix>/<database id>/<file_name>`.
+    pub location: String,
+    /// The S3 service it was sent to.
+    pub endpoint: String,
+    /// Why the upload failed.
+    pub error: Option<String>,
+    pub uploaded_at: Option<Timestamp>,
 }
 
 impl From<BackupRow> for BackupView {
     fn from(b: BackupRow) -> Self {
         BackupView {
+            local_copy: b.file.is_some(),
+            remote: b.remote.map(|r| RemoteCopyView {
+                status: r.status,
+                location: location(&r),
+                endpoint: r.endpoint,
+                error: r.error,
+                uploaded_at: r.uploaded_at,
+            }),
             file_name: b
                 .file
                 .as_deref()
@@ -118,17 +148,24 @@ impl Services {
         let relative = format!("backups/{}/{name}", row.id);
         let outcome = self.make_backup_file(row, &dir, &id, &name).await;
         let finished = now();
-        let (bid, recorded, file) = (id.clone(), outcome.clone(), relative.clone());
+        let remote = outcome.as_ref().ok().and_then(|_| self.planned_copy(&row.id, &name));
+        let (bid, recorded, file, queued) = (id.clone(), outcome.clone(), relative.clone(), remote.clone());
         let write = self
             .store
             .write(move |tx| {
                 let r =
                     recorded.as_ref().map(|(size, sha)| (file.as_str(), *size, sha.as_str())).map_err(String::as_str);
-                Ok::<_, ServiceError>(store::databases::finish_backup(tx, &bid, r, finished)?)
+                store::databases::finish_backup(tx, &bid, r, finished)?;
+                if let Some(c) = &queued {
+                    store::databases::queue_upload(tx, &bid, &c.endpoint, &c.bucket, &c.key)?;
+                }
+                Ok::<_, ServiceError>(())
             })
             .await;
-        if let Err(e) = write {
-            tracing::error!(error = %e, backup = %id, "while recording a finished backup");
+        match write {
+            Ok(()) if remote.is_some() => self.wake_uploader(),
+            Ok(()) => {}
+            Err(e) => tracing::error!(error = %e, backup = %id, "while recording a finished backup"),
         }
         match &outcome {
             Ok((size, _)) => {
@@ -165,6 +202,7 @@ impl Services {
             error,
             started_at: started,
             finished_at: Some(finished),
+            remote,
         }
     }
 
@@ -230,6 +268,7 @@ impl Services {
             error: None,
             started_at: now(),
             finished_at: None,
+            remote: None,
         };
         let b2 = b.clone();
         self.store.write(move |tx| Ok::<_, ServiceError>(store::databases::insert_backup(tx, &b2)?)).await?;
@@ -269,7 +308,15 @@ impl Services {
     pub async fn list_backups(&self, actor: &Actor, ws: &str, id: &str) -> Result<Vec<BackupView>, ServiceError> {
         let (_, row) = self.find_database(actor, ws, id, Role::Member, "reading backups").await?;
         let rows = self.store.read(move |c| store::databases::backups_for(c, &row.id)).await?;
-        Ok(rows.into_iter().map(BackupView::from).collect())
+        let mut views = Vec::with_capacity(rows.len());
+        for b in rows {
+            let on_disk = match &b.file {
+                Some(file) => tokio::fs::try_exists(self.config.data_dir.join(file)).await.unwrap_or(false),
+                None => false,
+            };
+            views.push(BackupView { local_copy: on_disk, ..BackupView::from(b) });
+        }
+        Ok(views)
     }
 
     /// A backup of `row` (404 for another database's backup, as for one that does not exist).
@@ -307,6 +354,7 @@ impl Services {
     ) -> Result<BackupFile, ServiceError> {
         let (access, row) = self.find_database(actor, ws, id, Role::Admin, "downloading backups").await?;
         let (b, path) = self.find_backup(&row, backup).await?;
+        self.ensure_local(&b, &path).await?;
         let file = tokio::fs::File::open(&path).await.map_err(|e| {
             ServiceError::conflict("backup_missing", format!("the file of backup {backup} cannot be read: {e}"))
         })?;
@@ -323,6 +371,14 @@ impl Services {
         let b = self.backup_of(&row, backup).await?;
         if b.status == BackupStatus::Running {
             return Err(ServiceError::conflict("backup_running", format!("backup {backup} is still running")));
+        }
+        if let RemoteDelete::Uploading = self.delete_remote_copy(&b).await? {
+            return Err(ServiceError::conflict(
+                "backup_uploading",
+                format!(
+                    "backup {backup} is still being uploaded to S3; delete it once its remote status is uploaded or failed"
+                ),
+            ));
         }
         if let Some(file) = &b.file {
             match tokio::fs::remove_file(self.config.data_dir.join(file)).await {
@@ -368,6 +424,7 @@ impl Services {
             ));
         }
         let (b, path) = self.find_backup(&row, backup).await?;
+        self.ensure_local(&b, &path).await?;
         let check = path.clone();
         let actual = tokio::task::spawn_blocking(move || file_sha256(&check)).await?.map_err(|e| {
             ServiceError::conflict("backup_missing", format!("the file of backup {backup} cannot be read: {e}"))
@@ -481,8 +538,9 @@ impl Services {
         self.database_view(row, true, None).await
     }
 
-    /// Deletes scheduled backups beyond the newest `retain` (succeeded ones with their files; failed ones
-    /// separately, so recent failures stay visible). Manual and safety backups are never pruned.
+    /// Deletes scheduled backups beyond the newest `retain` (succeeded ones with their files and remote copies;
+    /// failed ones separately, so recent failures stay visible). Manual and safety backups are never pruned. One
+    /// still uploading is left for the next run.
     async fn prune_backups(&self, row: &DatabaseRow, retain: u32) -> Result<usize, ServiceError> {
         let id = row.id.clone();
         let all = self.store.read(move |c| store::databases::backups_for(c, &id)).await?;
@@ -491,7 +549,16 @@ impl Services {
         let failed = failed.into_iter().filter(|b| b.status == BackupStatus::Failed);
         let mut doomed: Vec<BackupRow> = ok.into_iter().skip(retain as usize).collect();
         doomed.extend(failed.skip(retain as usize));
+        let mut pruned = 0;
         for b in &doomed {
+            match self.delete_remote_copy(b).await {
+                Ok(RemoteDelete::Done) => {}
+                Ok(RemoteDelete::Uploading) => continue,
+                Err(e) => {
+                    tracing::warn!(backup = %b.id, error = %e, "while pruning a backup's remote copy; keeping it");
+                    continue;
+                }
+            }
             if let Some(file) = &b.file {
                 match tokio::fs::remove_file(self.config.data_dir.join(file)).await {
                     Ok(()) => {}
@@ -504,8 +571,9 @@ impl Services {
             }
             let bid = b.id.clone();
             self.store.write(move |tx| Ok::<_, ServiceError>(store::databases::delete_backup(tx, &bid)?)).await?;
+            pruned += 1;
         }
-        Ok(doomed.len())
+        Ok(pruned)
     }
 
     /// The background loop that runs due scheduled backups (one at a time) and applies retention after each
@@ -584,6 +652,6 @@ impl Services {
                 );
             }
         }
-        Ok(())
+        self.fail_orphaned_uploads().await
     }
 }

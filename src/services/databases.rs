@@ -403,6 +403,7 @@ impl Services {
         self.docker.remove_container(&row.container).await?;
         let backups_dir = self.config.backups_dir().join(&row.id);
         if purge {
+            self.purge_remote_copies(&row.id).await;
             self.docker.remove_volume(&row.volume).await?;
             match tokio::fs::remove_dir_all(&backups_dir).await {
                 Ok(()) => {}

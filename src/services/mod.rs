@@ -7,6 +7,7 @@ mod accounts;
 mod api_keys;
 mod audit;
 mod backup_files;
+mod backup_remote;
 mod backups;
 mod certificates;
 mod database_views;
@@ -35,7 +36,7 @@ pub use access_logs::AccessLogEntry;
 pub use access_logs::parse_status_filter;
 pub use accounts::{LoginResult, SetupResult};
 pub use api_keys::{CreatedApiKey, NewKey};
-pub use backups::{BackupFile, BackupView, RestoreInput, RestoreView};
+pub use backups::{BackupFile, BackupView, RemoteCopyView, RestoreInput, RestoreView};
 pub use database_views::{Attached, DatabaseView, DeletedDatabase, LastBackup, ScheduleView};
 pub use databases::DatabaseInput;
 pub use deployments::{DeployInput, DeploymentDetail};
@@ -106,6 +107,10 @@ pub struct Services {
     db_locks: databases::Locks,
     /// Where failed backups and certificates are announced (the audit log and the operator's webhooks).
     notifier: notifications::Notifier,
+    /// The S3-compatible bucket backups are also uploaded to (`s3_*` config).
+    pub(crate) backup_target: Option<Arc<crate::s3::BackupTarget>>,
+    /// Wakes the backup uploader when a backup was queued for upload.
+    backup_uploads: tokio::sync::Notify,
 }
 
 /// A shared handle to the services.
@@ -141,7 +146,15 @@ impl Services {
             log_hub: runtime_logs::Hub::new(),
             db_locks: databases::Locks::default(),
             notifier: notifications::Notifier::new(),
+            backup_target: None,
+            backup_uploads: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Uploads finished backups to `target` too (built from `config.s3` by the app).
+    pub fn with_backup_target(mut self, target: Option<Arc<crate::s3::BackupTarget>>) -> Services {
+        self.backup_target = target;
+        self
     }
 
     pub fn config(&self) -> &Config {

@@ -2,7 +2,7 @@
 
 use super::{StoreError, ts, ts_opt};
 use crate::domain::Timestamp;
-use crate::domain::database::{BackupStatus, BackupTrigger, DatabaseKind};
+use crate::domain::database::{BackupStatus, BackupTrigger, DatabaseKind, RemoteStatus};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 /// A stored database.
@@ -180,6 +180,32 @@ pub struct BackupRow {
     pub error: Option<String>,
     pub started_at: Timestamp,
     pub finished_at: Option<Timestamp>,
+    /// The copy in the S3-compatible target; `None` when none was configured as the backup finished.
+    pub remote: Option<RemoteCopy>,
+}
+
+/// A backup's copy in an S3-compatible bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteCopy {
+    pub endpoint: String,
+    pub bucket: String,
+    pub key: String,
+    pub status: RemoteStatus,
+    pub error: Option<String>,
+    pub uploaded_at: Option<Timestamp>,
+}
+
+fn remote_from_row(row: &Row<'_>) -> rusqlite::Result<Option<RemoteCopy>> {
+    let status: Option<String> = row.get("remote_status")?;
+    let Some(status) = status else { return Ok(None) };
+    Ok(Some(RemoteCopy {
+        endpoint: row.get::<_, Option<String>>("remote_endpoint")?.unwrap_or_default(),
+        bucket: row.get::<_, Option<String>>("remote_bucket")?.unwrap_or_default(),
+        key: row.get::<_, Option<String>>("remote_key")?.unwrap_or_default(),
+        status: RemoteStatus::parse(&status).unwrap_or(RemoteStatus::Failed),
+        error: row.get("remote_error")?,
+        uploaded_at: ts_opt(row, "remote_uploaded_at")?,
+    }))
 }
 
 fn backup_from_row(row: &Row<'_>) -> rusqlite::Result<BackupRow> {
@@ -196,6 +222,7 @@ fn backup_from_row(row: &Row<'_>) -> rusqlite::Result<BackupRow> {
         error: row.get("error")?,
         started_at: ts(row, "started_at")?,
         finished_at: ts_opt(row, "finished_at")?,
+        remote: remote_from_row(row)?,
     })
 }
 
@@ -226,6 +253,41 @@ pub fn finish_backup(
         )?,
     };
     Ok(())
+}
+
+/// Queues a succeeded backup's upload to (endpoint, bucket, key): `uploading`, no error.
+pub fn queue_upload(conn: &Connection, id: &str, endpoint: &str, bucket: &str, key: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE database_backups SET remote_endpoint = ?2, remote_bucket = ?3, remote_key = ?4,
+             remote_status = 'uploading', remote_error = NULL, remote_uploaded_at = NULL WHERE id = ?1",
+        params![id, endpoint, bucket, key],
+    )?;
+    Ok(())
+}
+
+/// Records how an upload ended: `uploaded` at a time, or `failed` with the reason. Returns whether the backup
+/// still exists (its database may have been deleted during the upload).
+pub fn finish_upload(conn: &Connection, id: &str, outcome: Result<Timestamp, &str>) -> Result<bool, StoreError> {
+    let n = match outcome {
+        Ok(at) => conn.execute(
+            "UPDATE database_backups SET remote_status = 'uploaded', remote_error = NULL, remote_uploaded_at = ?2
+             WHERE id = ?1",
+            params![id, at.to_rfc3339()],
+        )?,
+        Err(error) => conn.execute(
+            "UPDATE database_backups SET remote_status = 'failed', remote_error = ?2 WHERE id = ?1",
+            params![id, error],
+        )?,
+    };
+    Ok(n > 0)
+}
+
+/// Backups whose upload is queued or was interrupted, oldest first.
+pub fn pending_uploads(conn: &Connection) -> Result<Vec<BackupRow>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT * FROM database_backups WHERE remote_status = 'uploading' ORDER BY finished_at, id")?
+        .query_map([], backup_from_row)?
+        .collect::<Result<_, _>>()?)
 }
 
 pub fn get_backup(conn: &Connection, id: &str) -> Result<Option<BackupRow>, StoreError> {
@@ -307,6 +369,7 @@ mod tests {
             error: None,
             started_at: Timestamp::parse(at).unwrap(),
             finished_at: None,
+            remote: None,
         }
     }
 
@@ -350,6 +413,24 @@ mod tests {
                 );
                 assert_eq!(backups_for(tx, "d1")?.iter().map(|b| b.id.as_str()).collect::<Vec<_>>(), ["b2", "b1"]);
                 assert!(running_backups(tx)?.is_empty());
+                assert_eq!(b1.remote, None);
+                queue_upload(tx, "b1", "http://127.0.0.1:9000", "bk", "berth/d1/a.dump.gz")?;
+                assert_eq!(pending_uploads(tx)?.iter().map(|b| b.id.as_str()).collect::<Vec<_>>(), ["b1"]);
+                assert!(finish_upload(tx, "b1", Err("403 SignatureDoesNotMatch"))?);
+                let r = get_backup(tx, "b1")?.unwrap().remote.unwrap();
+                assert_eq!(
+                    (r.status, r.error.as_deref(), r.key.as_str(), r.bucket.as_str()),
+                    (RemoteStatus::Failed, Some("403 SignatureDoesNotMatch"), "berth/d1/a.dump.gz", "bk")
+                );
+                queue_upload(tx, "b1", "http://127.0.0.1:9000", "bk", "berth/d1/a.dump.gz")?;
+                assert!(finish_upload(tx, "b1", Ok(t("2026-01-02T03:00:09Z")))?);
+                let r = get_backup(tx, "b1")?.unwrap().remote.unwrap();
+                assert_eq!(
+                    (r.status, r.error, r.uploaded_at),
+                    (RemoteStatus::Uploaded, None, Some(t("2026-01-02T03:00:09Z")))
+                );
+                assert!(pending_uploads(tx)?.is_empty());
+                assert!(!finish_upload(tx, "gone", Ok(t("2026-01-02T03:00:09Z")))?, "a deleted backup is reported");
                 reseal(tx, "d1", "new", "new-admin")?;
                 assert_eq!(get(tx, "d1")?.unwrap().password, "new");
                 assert_eq!(count_for_workspace(tx, "w1")?, 2);

@@ -15,6 +15,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0007_domains", include_str!("../../migrations/0007_domains.sql")),
     ("0008_access_logs", include_str!("../../migrations/0008_access_logs.sql")),
     ("0009_databases", include_str!("../../migrations/0009_databases.sql")),
+    ("0010_backup_remote", include_str!("../../migrations/0010_backup_remote.sql")),
 ];
 
 /// The schema version a database is at (the number of migrations applied).

@@ -125,7 +125,7 @@ pub(crate) async fn wait_backup(env: &TestEnv, cred: &Cred, db: &str, backup: &s
 }
 
 /// Backs up now and waits for success; checks the recorded size and checksum against the download.
-async fn backup_now(env: &TestEnv, owner: &Cred, db: &str) -> String {
+pub(crate) async fn backup_now(env: &TestEnv, owner: &Cred, db: &str) -> String {
     let r = env.post(&format!("/api/workspaces/acme/databases/{db}/backups"), owner, json!({})).await.expect(202);
     assert_eq!(r.data()["status"], json!("running"));
     let id = r.data()["id"].as_str().unwrap().to_owned();

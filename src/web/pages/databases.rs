@@ -144,6 +144,10 @@ pub struct BackupLine {
     pub created: String,
     pub error: Option<String>,
     pub usable: bool,
+    /// Whether the file is on this machine's disk.
+    pub local_copy: bool,
+    /// The S3 copy's status (`uploading`, `uploaded`, `failed`), its `s3://` location and why it failed.
+    pub remote: Option<(&'static str, String, Option<String>)>,
 }
 
 impl From<BackupView> for BackupLine {
@@ -159,6 +163,8 @@ impl From<BackupView> for BackupLine {
             created: when(&b.started_at),
             error: b.error,
             usable: b.status == BackupStatus::Succeeded,
+            local_copy: b.local_copy,
+            remote: b.remote.map(|r| (r.status.as_str(), r.location, r.error)),
             id: b.id,
         }
     }
