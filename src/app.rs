@@ -83,6 +83,10 @@ pub async fn start(config: Arc<Config>, listeners: Listeners) -> anyhow::Result<
         connect_timeout: Duration::from_secs(u64::from(config.proxy_connect_timeout_secs)),
         response_timeout: Duration::from_secs(u64::from(config.proxy_response_timeout_secs)),
         idle_timeout: Duration::from_secs(u64::from(config.proxy_idle_timeout_secs)),
+        workers: match config.proxy_workers {
+            0 => crate::proxy::ProxyConfig::default().workers,
+            n => n as usize,
+        },
         ..crate::proxy::ProxyConfig::default()
     });
     let backup_target = match &config.s3 {

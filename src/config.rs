@@ -160,6 +160,8 @@ pub struct Config {
     pub proxy_response_timeout_secs: u32,
     /// Proxy: how long idle client and upstream connections are kept.
     pub proxy_idle_timeout_secs: u32,
+    /// Proxy: threads serving client connections, per listener; 0: one per core.
+    pub proxy_workers: u32,
     /// `Strict-Transport-Security: max-age=<n>` on HTTPS answers of domains with an active certificate; 0: off.
     pub hsts_max_age: u32,
     /// Runtime log lines older than this many days are deleted.
@@ -272,6 +274,7 @@ layer! {
     proxy_connect_timeout_secs: u32,
     proxy_response_timeout_secs: u32,
     proxy_idle_timeout_secs: u32,
+    proxy_workers: u32,
     hsts_max_age: u32,
     log_retention_days: u32,
     log_retention_lines: u32,
@@ -425,6 +428,10 @@ proxy_connect_timeout_secs = 5
 proxy_response_timeout_secs = 60
 proxy_idle_timeout_secs = 90
 
+# Threads serving the proxy's client connections (each with its own event loop and upstream connection pool, like
+# nginx's worker processes), per listener; 0 means one per CPU core.
+proxy_workers = 0
+
 # HSTS: with a value above 0, HTTPS answers for domains with an active certificate carry
 # Strict-Transport-Security: max-age=<value>. Browsers then refuse plain HTTP for that long: turn it on only once
 # HTTPS works for every domain (31536000 is a year).
@@ -562,6 +569,7 @@ impl Config {
             proxy_connect_timeout_secs: 5,
             proxy_response_timeout_secs: 60,
             proxy_idle_timeout_secs: 90,
+            proxy_workers: 0,
             hsts_max_age: 0,
             log_retention_days: 7,
             log_retention_lines: 100_000,
@@ -826,6 +834,15 @@ impl Config {
             proxy_connect_timeout_secs: positive("proxy_connect_timeout_secs", l.proxy_connect_timeout_secs, 5)?,
             proxy_response_timeout_secs: positive("proxy_response_timeout_secs", l.proxy_response_timeout_secs, 60)?,
             proxy_idle_timeout_secs: positive("proxy_idle_timeout_secs", l.proxy_idle_timeout_secs, 90)?,
+            proxy_workers: match l.proxy_workers.unwrap_or(0) {
+                n @ 0..=1024 => n,
+                n => {
+                    return Err(invalid(
+                        "proxy_workers",
+                        format!("{n} threads is more than 1024; 0 means one per core"),
+                    ));
+                }
+            },
             hsts_max_age: l.hsts_max_age.unwrap_or(0),
             log_retention_days: positive("log_retention_days", l.log_retention_days, 7)?,
             log_retention_lines: positive("log_retention_lines", l.log_retention_lines, 100_000)?,
@@ -1069,6 +1086,15 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("s3_addressing (from environment)"), "{e}");
+    }
+
+    #[test]
+    fn proxy_workers_default_to_one_per_core_and_are_bounded() {
+        assert_eq!(Config::load(None, &BTreeMap::new(), Layer::default()).unwrap().proxy_workers, 0);
+        let c = Config::load(None, &env(&[("BERTH_PROXY_WORKERS", "3")]), Layer::default()).unwrap();
+        assert_eq!(c.proxy_workers, 3);
+        let e = Config::load(None, &env(&[("BERTH_PROXY_WORKERS", "5000")]), Layer::default()).unwrap_err();
+        assert!(e.to_string().contains("proxy_workers (from environment)"), "{e}");
     }
 
     #[test]
