@@ -12,7 +12,8 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 /// happens before the client polls the body — [`BodySlot::reclaim`] gets it back intact to retry on the next replica.
 #[derive(Debug)]
 pub struct UpstreamBody {
-    slot: Arc<Mutex<Option<Incoming>>>,
+    /// `None`: the request has no body ([`UpstreamBody::empty`]).
+    slot: Option<Arc<Mutex<Option<Incoming>>>>,
     /// The body once streaming started; from then on the slot is empty and a retry is impossible.
     active: Option<Incoming>,
 }
@@ -25,7 +26,12 @@ impl UpstreamBody {
     /// Wraps `body`; the slot gives it back if the upstream never read from it.
     pub fn new(body: Incoming) -> (UpstreamBody, BodySlot) {
         let slot = Arc::new(Mutex::new(Some(body)));
-        (UpstreamBody { slot: slot.clone(), active: None }, BodySlot(slot))
+        (UpstreamBody { slot: Some(slot.clone()), active: None }, BodySlot(slot))
+    }
+
+    /// The body of a request that has none (a GET, usually): nothing to stream or take back, so no shared slot.
+    pub fn empty() -> UpstreamBody {
+        UpstreamBody { slot: None, active: None }
     }
 }
 
@@ -47,8 +53,10 @@ impl Body for UpstreamBody {
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = self.get_mut();
-        if this.active.is_none() {
-            this.active = lock(&this.slot).take();
+        if this.active.is_none()
+            && let Some(slot) = &this.slot
+        {
+            this.active = lock(slot).take();
         }
         match this.active.as_mut() {
             Some(body) => Pin::new(body).poll_frame(cx),
@@ -59,14 +67,18 @@ impl Body for UpstreamBody {
     fn is_end_stream(&self) -> bool {
         match &self.active {
             Some(body) => body.is_end_stream(),
-            None => lock(&self.slot).as_ref().is_none_or(Body::is_end_stream),
+            None => self.slot.as_ref().is_none_or(|slot| lock(slot).as_ref().is_none_or(Body::is_end_stream)),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.active {
             Some(body) => body.size_hint(),
-            None => lock(&self.slot).as_ref().map_or_else(|| SizeHint::with_exact(0), Body::size_hint),
+            None => self
+                .slot
+                .as_ref()
+                .and_then(|slot| lock(slot).as_ref().map(Body::size_hint))
+                .unwrap_or_else(|| SizeHint::with_exact(0)),
         }
     }
 }

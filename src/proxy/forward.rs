@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
+use hyper::body::{Body, Incoming};
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::http::uri::PathAndQuery;
 use hyper::upgrade::OnUpgrade;
@@ -48,12 +48,12 @@ impl Proxy {
             return answer;
         }
         let request_id = headers::request_id(req.headers());
-        let started = std::time::Instant::now();
         let hsts = self.hsts_max_age.load(std::sync::atomic::Ordering::Relaxed);
         let hsts_host = (hsts > 0 && conn.proto == ForwardedProto::Https).then(|| request_host(&req));
         let logged = self.access.get().map(|log| {
             let host = hsts_host.clone().unwrap_or_else(|| request_host(&req));
-            (log, req.method().clone(), host, req.uri().path().chars().take(1024).collect::<String>())
+            let path = req.uri().path().chars().take(1024).collect::<String>();
+            (log, req.method().clone(), host, path, std::time::Instant::now())
         });
         let mut response = match self.forward(req, conn, &request_id).await {
             Ok(response) => response,
@@ -68,7 +68,7 @@ impl Proxy {
                 error_response(&error, &request_id)
             }
         };
-        if let Some((log, method, host, path)) = logged
+        if let Some((log, method, host, path, started)) = logged
             && log.wants(&method, response.status().as_u16())
         {
             log.record(super::AccessEntry {
@@ -202,6 +202,8 @@ impl Proxy {
         target: Target,
         body: Incoming,
     ) -> Result<Response<PooledBody>, ProxyError> {
+        // A request without a body (most GETs) needs no slot to take it back from: every attempt sends nothing.
+        let bodiless = body.is_end_stream();
         let mut body = Some(body);
         let mut target = Some(target);
         let mut last_error: Option<SendError> = None;
@@ -210,8 +212,14 @@ impl Proxy {
         for (attempt, addr) in order.into_iter().enumerate() {
             // Only a request that may be retried needs its head kept; the last attempt takes it.
             let head = if attempt + 1 < attempts { target.clone() } else { target.take() };
-            let (Some(attempt_body), Some(head)) = (body.take(), head) else { break };
-            let (upstream_body, slot) = UpstreamBody::new(attempt_body);
+            let Some(head) = head else { break };
+            let (upstream_body, slot) = if bodiless {
+                (UpstreamBody::empty(), None)
+            } else {
+                let Some(attempt_body) = body.take() else { break };
+                let (upstream_body, slot) = UpstreamBody::new(attempt_body);
+                (upstream_body, Some(slot))
+            };
             let req = head.into_request(upstream_body);
             match tokio::time::timeout(self.config.response_timeout, self.upstreams.send(addr, req)).await {
                 Ok(Ok(response)) => return Ok(response),
@@ -219,7 +227,9 @@ impl Proxy {
                     tracing::warn!(upstream = %addr, host, error = %error, "upstream connect failed; ejecting it");
                     self.stats.connect_failure();
                     backend.eject(addr, self.config.eject_for);
-                    body = slot.reclaim();
+                    if let Some(slot) = slot {
+                        body = slot.reclaim();
+                    }
                     last_error = Some(error);
                 }
                 Ok(Err(error)) => return Err(ProxyError::BadGateway { host: host.to_owned(), source: error.into() }),
