@@ -482,6 +482,8 @@ backup_timeout_secs = 3600
 # An S3-compatible bucket every finished backup is also uploaded to, as <s3_prefix>/<database id>/<file name>
 # (AWS S3, MinIO, Backblaze B2, Cloudflare R2, Wasabi, Ceph, Garage…). Off while s3_bucket is unset. The local file
 # is kept; a missing local file is fetched back from the bucket (checksum verified) to download or restore.
+# A failed upload is retried (1 min, 5 min, 30 min, 2 h, then every 6 h; at most 16 attempts) and raises a
+# backup.upload_failed notification.
 # s3_bucket = "berth-backups"
 # The service's URL without the bucket. Default: AWS, https://s3.<s3_region>.amazonaws.com. Examples:
 # https://<account id>.r2.cloudflarestorage.com, https://s3.eu-central-003.backblazeb2.com,

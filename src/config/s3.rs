@@ -2,6 +2,7 @@
 //! is reading `s3_secret_access_key_file`, so the secret need not sit in the config file.
 
 use super::Secret;
+use crate::domain::upload_retry::UploadRetry;
 use std::path::PathBuf;
 
 /// How object URLs name the bucket (`s3_addressing`).
@@ -37,6 +38,8 @@ pub struct S3Settings {
     pub addressing: Addressing,
     pub access_key_id: String,
     pub secret_access_key: Secret,
+    /// When failed uploads are tried again. Not a config key: always the documented schedule, shortened by tests.
+    pub upload_retry: UploadRetry,
 }
 
 impl S3Settings {
@@ -219,6 +222,7 @@ pub fn validate(raw: RawS3) -> Result<Option<S3Settings>, (&'static str, String)
         addressing,
         access_key_id,
         secret_access_key: Secret(secret),
+        upload_retry: UploadRetry::default(),
     }))
 }
 

@@ -10,6 +10,7 @@ mod role;
 pub mod runtime_logs;
 mod slug;
 mod types;
+pub mod upload_retry;
 mod validate;
 
 pub use deployment::{DeploymentKind, DeploymentStatus, deployment_ref};

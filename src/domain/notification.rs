@@ -1,4 +1,4 @@
-//! Notifications: what can be announced (a failed backup, a failing or expiring certificate), the JSON a webhook
+//! Notifications: what can be announced (a failed backup or upload, a failing or expiring certificate), the JSON a webhook
 //! receives, its Standard Webhooks signature, the retry policy and the rule that keeps one broken thing from
 //! announcing itself on every attempt. Pure: the queue and the HTTP delivery are in `services::notifications`.
 
@@ -26,6 +26,21 @@ pub enum Event {
         trigger: &'static str,
         error: String,
     },
+    /// A succeeded backup's copy could not be uploaded to the S3 target: the backup is only on this server's disk.
+    /// Retried at `next_attempt` (`None`: no more attempts are made).
+    BackupUploadFailed {
+        database_id: String,
+        database_name: String,
+        backup_id: String,
+        /// `s3://<bucket>/<key>`.
+        location: String,
+        /// The S3 service's URL (never with credentials: `s3_endpoint` refuses them).
+        endpoint: String,
+        error: String,
+        /// Which attempt failed (1 for the first).
+        attempt: u32,
+        next_attempt: Option<DateTime<Utc>>,
+    },
     /// A certificate could not be issued or renewed; retried at `next_attempt`.
     CertificateFailed {
         domains: Vec<String>,
@@ -43,11 +58,12 @@ fn rfc3339(t: DateTime<Utc>) -> String {
 }
 
 impl Event {
-    /// The event type, as in the payload's `event`: `backup.failed`, `certificate.failed`,
+    /// The event type, as in the payload's `event`: `backup.failed`, `backup.upload_failed`, `certificate.failed`,
     /// `certificate.expiring_soon`.
     pub fn kind(&self) -> &'static str {
         match self {
             Event::BackupFailed { .. } => "backup.failed",
+            Event::BackupUploadFailed { .. } => "backup.upload_failed",
             Event::CertificateFailed { .. } => "certificate.failed",
             Event::CertificateExpiringSoon { .. } => "certificate.expiring_soon",
         }
@@ -56,7 +72,9 @@ impl Event {
     /// What the event is about, short: `database shop`, `certificate app.example.com`.
     pub fn subject(&self) -> String {
         match self {
-            Event::BackupFailed { database_name, .. } => format!("database {database_name}"),
+            Event::BackupFailed { database_name, .. } | Event::BackupUploadFailed { database_name, .. } => {
+                format!("database {database_name}")
+            }
             Event::CertificateFailed { domains, .. } => format!("certificate {}", domains.join(", ")),
             Event::CertificateExpiringSoon { domain, .. } => format!("certificate {domain}"),
         }
@@ -73,6 +91,16 @@ impl Event {
                     other => other,
                 };
                 format!("The {kind} backup of database {database_name}{place} failed: {error}")
+            }
+            Event::BackupUploadFailed { database_name, location, error, attempt, next_attempt, .. } => {
+                let next = match next_attempt {
+                    Some(t) => format!("next attempt at {}", rfc3339(*t)),
+                    None if *attempt > 1 => format!("no more attempts are made after {attempt}"),
+                    None => "it is not retried".to_owned(),
+                };
+                format!(
+                    "A backup of database {database_name}{place} could not be copied to {location}: {error}. It is only on this server's disk; {next}."
+                )
             }
             Event::CertificateFailed { domains, error, next_attempt, valid_until } => {
                 let serving = match valid_until {
@@ -102,6 +130,25 @@ impl Event {
                 "trigger": trigger,
                 "error": error,
             }),
+            Event::BackupUploadFailed {
+                database_id,
+                database_name,
+                backup_id,
+                location,
+                endpoint,
+                error,
+                attempt,
+                next_attempt,
+            } => json!({
+                "database_id": database_id,
+                "database_name": database_name,
+                "backup_id": backup_id,
+                "location": location,
+                "endpoint": endpoint,
+                "error": error,
+                "attempt": attempt,
+                "next_attempt": next_attempt.map(rfc3339),
+            }),
             Event::CertificateFailed { domains, error, next_attempt, valid_until } => json!({
                 "domains": domains,
                 "error": error,
@@ -117,10 +164,12 @@ impl Event {
     }
 
     /// What makes two events "the same problem again", and how often it is announced while it lasts: a database's
-    /// failing backups at most once an hour, a certificate's failures and its expiry at most once a day.
+    /// failing backups, and apart from them its failing uploads, at most once an hour; a certificate's failures
+    /// and its expiry at most once a day.
     pub fn streak(&self) -> (String, TimeDelta) {
         match self {
             Event::BackupFailed { database_id, .. } => (backup_streak(database_id), TimeDelta::hours(1)),
+            Event::BackupUploadFailed { database_id, .. } => (upload_streak(database_id), TimeDelta::hours(1)),
             Event::CertificateFailed { domains, .. } => {
                 (certificate_streak(domains.first().map_or("", String::as_str)), TimeDelta::hours(24))
             }
@@ -134,6 +183,11 @@ impl Event {
 /// The streak key of a database's failing backups (ended by a backup that succeeds).
 pub fn backup_streak(database_id: &str) -> String {
     format!("backup.failed:{database_id}")
+}
+
+/// The streak key of a database's failing uploads to the S3 target (ended by an upload that succeeds).
+pub fn upload_streak(database_id: &str) -> String {
+    format!("backup.upload_failed:{database_id}")
 }
 
 /// The streak key of a certificate's failures (ended when it is issued or renewed).
@@ -283,6 +337,60 @@ mod tests {
                 },
             })
         );
+    }
+
+    #[test]
+    fn an_upload_failure_payload_names_the_copy_the_error_and_the_next_attempt() {
+        let failed = |attempt, next_attempt| Notification {
+            id: "n4".into(),
+            time: at("2026-11-22T03:00:05Z"),
+            event: Event::BackupUploadFailed {
+                database_id: "db1".into(),
+                database_name: "shop".into(),
+                backup_id: "b1".into(),
+                location: "s3://backups/berth/db1/shop-x.dump.gz".into(),
+                endpoint: "https://s3.eu-west-1.amazonaws.com".into(),
+                error: "the server answered 403 Forbidden: AccessDenied: Access Denied".into(),
+                attempt,
+                next_attempt,
+            },
+        };
+        let ws = WorkspaceRef { id: "w1".into(), slug: "acme".into(), name: "Acme".into() };
+        let p = payload(
+            &failed(1, Some(at("2026-11-22T03:31:05Z"))),
+            Some(&ws),
+            Some("https://b.example/w/acme/databases/db1"),
+        );
+        assert_eq!(
+            p,
+            json!({
+                "id": "n4",
+                "event": "backup.upload_failed",
+                "time": "2026-11-22T03:00:05Z",
+                "workspace": {"id": "w1", "slug": "acme", "name": "Acme"},
+                "subject": "database shop",
+                "message": "A backup of database shop in workspace acme could not be copied to s3://backups/berth/db1/shop-x.dump.gz: the server answered 403 Forbidden: AccessDenied: Access Denied. It is only on this server's disk; next attempt at 2026-11-22T03:31:05Z.",
+                "url": "https://b.example/w/acme/databases/db1",
+                "details": {
+                    "database_id": "db1",
+                    "database_name": "shop",
+                    "backup_id": "b1",
+                    "location": "s3://backups/berth/db1/shop-x.dump.gz",
+                    "endpoint": "https://s3.eu-west-1.amazonaws.com",
+                    "error": "the server answered 403 Forbidden: AccessDenied: Access Denied",
+                    "attempt": 1,
+                    "next_attempt": "2026-11-22T03:31:05Z",
+                },
+            })
+        );
+        let last = payload(&failed(16, None), None, None);
+        assert_eq!(last["details"]["next_attempt"], Value::Null);
+        assert!(last["message"].as_str().unwrap().ends_with("no more attempts are made after 16."), "{last}");
+        // Its own streak: a failing upload does not silence a failing backup of the same database, or the reverse.
+        let (key, every) = failed(1, None).event.streak();
+        assert_eq!((key.as_str(), every), ("backup.upload_failed:db1", TimeDelta::hours(1)));
+        assert_eq!(key, upload_streak("db1"));
+        assert_ne!(key, backup_streak("db1"));
     }
 
     #[test]

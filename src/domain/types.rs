@@ -28,6 +28,16 @@ impl Timestamp {
     pub fn plus_hours(self, hours: i64) -> Timestamp {
         Timestamp(self.0 + chrono::Duration::hours(hours))
     }
+
+    /// `self` plus `d`, rounded up to the second (the stored precision), so it is never earlier than meant.
+    pub fn plus(self, d: std::time::Duration) -> Timestamp {
+        let secs = d.as_secs().saturating_add(u64::from(d.subsec_nanos() > 0));
+        let later = i64::try_from(secs)
+            .ok()
+            .and_then(chrono::TimeDelta::try_seconds)
+            .and_then(|d| self.0.checked_add_signed(d));
+        Timestamp(later.unwrap_or(DateTime::<Utc>::MAX_UTC))
+    }
 }
 
 impl Serialize for Timestamp {

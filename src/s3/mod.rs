@@ -5,6 +5,7 @@
 mod http;
 
 use crate::config::S3Settings;
+use crate::domain::upload_retry::UploadFailure;
 use bytes::BytesMut;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path as ObjectPath;
@@ -25,14 +26,30 @@ const READ_CHUNK: usize = 256 * 1024;
 /// Why an S3 operation failed, in words an operator can act on (never with the secret).
 #[derive(Debug, thiserror::Error)]
 pub enum S3Error {
+    /// The request did not get through or the service failed (connection errors, timeouts, 5xx, 429), after
+    /// object_store's own quick retries.
     #[error("{0}")]
     Store(String),
+    /// The service refused the request (401, 403, another 4xx but 408 and 429): it will not pass by waiting.
+    #[error("{0}")]
+    Refused(String),
     #[error("s3://{bucket}/{key} does not exist")]
     NotFound { bucket: String, key: String },
     #[error("while reading {path}: {source}")]
     Local { path: String, source: std::io::Error },
     #[error("the uploaded object has {remote} bytes, the file {local}")]
     SizeMismatch { local: u64, remote: u64 },
+}
+
+impl S3Error {
+    /// How a failed upload is retried (see `domain::upload_retry`): refusals and unreadable local files need a
+    /// person; everything else may pass by itself.
+    pub fn upload_failure(&self) -> UploadFailure {
+        match self {
+            S3Error::Store(_) | S3Error::SizeMismatch { .. } => UploadFailure::Transient,
+            S3Error::Refused(_) | S3Error::NotFound { .. } | S3Error::Local { .. } => UploadFailure::Refused,
+        }
+    }
 }
 
 /// A configured bucket; cheap to share (`Arc`), one connection pool.
@@ -155,12 +172,16 @@ impl BackupTarget {
             object_store::Error::NotFound { .. } => {
                 S3Error::NotFound { bucket: self.settings.bucket.clone(), key: key.to_owned() }
             }
-            e => S3Error::Store(format!(
-                "while {doing} s3://{}/{key} at {}: {}",
-                self.settings.bucket,
-                self.settings.endpoint,
-                message(&e)
-            )),
+            e => {
+                let text = message(&e);
+                let refused = matches!(
+                    e,
+                    object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. }
+                ) || refusal(&text);
+                let text =
+                    format!("while {doing} s3://{}/{key} at {}: {text}", self.settings.bucket, self.settings.endpoint);
+                if refused { S3Error::Refused(text) } else { S3Error::Store(text) }
+            }
         }
     }
 }
@@ -225,9 +246,17 @@ fn summarize(text: &str) -> String {
     text.trim_start_matches("Generic S3 error: ").to_owned()
 }
 
+/// Whether a [`summarize`]d error is an answer that waiting will not change: a 4xx other than 408 (timeout) and
+/// 429 (slow down).
+fn refusal(summary: &str) -> bool {
+    let Some(rest) = summary.strip_prefix("the server answered ") else { return false };
+    let status: u16 = rest.get(..3).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (400..500).contains(&status) && status != 408 && status != 429
+}
+
 #[cfg(test)]
 mod tests {
-    use super::summarize;
+    use super::{refusal, summarize};
 
     #[test]
     fn errors_keep_the_status_the_s3_code_and_message_or_the_connection_failure() {
@@ -249,5 +278,18 @@ mod tests {
              match"
         );
         assert_eq!(summarize("Generic S3 error: Missing bucket name"), "Missing bucket name");
+        assert!(refusal(&summarize(denied)));
+        assert!(!refusal(&summarize(refused)));
+    }
+
+    #[test]
+    fn only_answers_that_waiting_will_not_change_are_refusals() {
+        for status in ["400 Bad Request", "401 Unauthorized", "403 Forbidden", "404 Not Found", "412 Precondition"] {
+            assert!(refusal(&format!("the server answered {status}: X")), "{status}");
+        }
+        for status in ["408 Request Timeout", "429 Too Many Requests", "500 Internal", "503 Slow Down"] {
+            assert!(!refusal(&format!("the server answered {status}: X (after 4 retries)")), "{status}");
+        }
+        assert!(!refusal("error sending request: connection refused"));
     }
 }

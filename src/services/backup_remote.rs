@@ -1,13 +1,18 @@
 //! Backups' copies in the S3-compatible target (`s3_*` config). A succeeded backup is queued (`remote.status:
 //! uploading`, in the same transaction that records the file); one background loop uploads the queue oldest
-//! first, so a restart resumes where it stopped. Uploads never touch the local file. Downloads and restores fetch
+//! first, so a restart resumes where it stopped. A failed upload waits as `failed` with its next attempt in the
+//! database (`domain::upload_retry` says when), is taken back into `uploading` when that comes, and raises
+//! `backup.upload_failed`. Uploads never touch the local file. Downloads and restores fetch
 //! a missing local file back from its copy, checking size and SHA-256 before it is used. Deleting a backup
 //! (by hand or by retention) deletes its copy first.
 
 use super::backup_files::sync_dir;
+use super::notifications::Link;
 use super::{ServiceError, Services};
 use crate::domain::database::RemoteStatus;
-use crate::domain::{new_id, now};
+use crate::domain::notification::{Event, upload_streak};
+use crate::domain::upload_retry::UploadFailure;
+use crate::domain::{Timestamp, new_id, now};
 use crate::s3::{BackupTarget, S3Error};
 use crate::store::{self, databases::BackupRow, databases::RemoteCopy};
 use std::path::Path;
@@ -17,6 +22,8 @@ use tokio_util::sync::CancellationToken;
 
 /// How often the uploader looks at the queue without being woken (a safety net; new backups wake it).
 const UPLOADER_TICK: Duration = Duration::from_secs(60);
+/// The shortest the uploader sleeps before looking for due retries again.
+const RETRY_POLL: Duration = Duration::from_millis(250);
 
 /// `s3://<bucket>/<key>`.
 pub(super) fn location(r: &RemoteCopy) -> String {
@@ -43,6 +50,8 @@ impl Services {
                 status: RemoteStatus::Uploading,
                 error: None,
                 uploaded_at: None,
+                attempts: 0,
+                next_attempt_at: None,
             }
         })
     }
@@ -52,8 +61,9 @@ impl Services {
         self.backup_uploads.notify_one();
     }
 
-    /// The background loop that uploads queued backups one at a time, oldest first. Returns at once when no
-    /// target is configured.
+    /// The background loop that uploads queued backups one at a time, oldest first, then the failed uploads whose
+    /// retry is due. Returns at once when no target is configured. It holds no database lock: backups and
+    /// restores never wait for it.
     pub async fn backup_uploader(self: Arc<Self>, cancel: CancellationToken) {
         let Some(target) = self.backup_target.clone() else { return };
         loop {
@@ -68,20 +78,55 @@ impl Services {
                 }
                 Err(e) => tracing::warn!(error = %e, "while looking for backups to upload"),
             }
+            match self.store.read(|c| store::databases::upload_retries(c, Some(now()))).await {
+                Ok(due) => {
+                    for b in due {
+                        if !self.claim_retry(&b).await {
+                            continue;
+                        }
+                        tokio::select! {
+                            _ = cancel.cancelled() => return,
+                            _ = self.upload_backup(&target, b) => {}
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "while looking for uploads to retry"),
+            }
+            let wait = match self.store.read(store::databases::next_upload_retry).await {
+                Ok(Some(at)) => {
+                    (at.0 - chrono::Utc::now()).to_std().unwrap_or_default().clamp(RETRY_POLL, UPLOADER_TICK)
+                }
+                _ => UPLOADER_TICK,
+            };
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = self.backup_uploads.notified() => {}
-                _ = tokio::time::sleep(UPLOADER_TICK) => {}
+                _ = tokio::time::sleep(wait) => {}
             }
         }
     }
 
-    /// Uploads one queued backup and records the outcome; a failure is logged and shown on the backup, and the
-    /// local file stays as it is either way.
+    /// Takes a failed upload whose retry is due back into `uploading`; `false` when it was deleted (or its retry
+    /// dropped) meanwhile, so it must not be uploaded.
+    async fn claim_retry(&self, b: &BackupRow) -> bool {
+        let bid = b.id.clone();
+        match self.store.write(move |tx| store::databases::claim_upload_retry(tx, &bid)).await {
+            Ok(claimed) => claimed,
+            Err(e) => {
+                tracing::warn!(backup = %b.id, error = %e, "while taking up a failed upload again");
+                false
+            }
+        }
+    }
+
+    /// Uploads one queued backup and records the outcome. A failure is logged, shown on the backup, retried on
+    /// the schedule of `domain::upload_retry` and raises `backup.upload_failed`; the local file stays as it is
+    /// either way.
     async fn upload_backup(&self, target: &BackupTarget, b: BackupRow) {
-        let (Some(file), Some(mut remote)) = (b.file.clone(), b.remote.clone()) else {
-            self.record_upload(&b, Err("the backup has no file to upload".into())).await;
-            return;
+        let Some(mut remote) = b.remote.clone() else { return };
+        let Some(file) = b.file.clone() else {
+            let error = "the backup has no file to upload".to_owned();
+            return self.upload_failed(target, &b, &remote, error, UploadFailure::Hopeless).await;
         };
         if !target.holds(&remote.endpoint, &remote.bucket) {
             // Queued before the target changed (and Berth restarted): it goes to the target configured now.
@@ -99,36 +144,75 @@ impl Services {
             remote = copy;
         }
         let started = Instant::now();
-        let outcome = target.upload_file(&self.config.data_dir.join(&file), &remote.key).await;
-        let recorded = outcome.as_ref().map(|_| ()).map_err(S3Error::to_string);
-        let exists = self.record_upload(&b, recorded).await;
-        match outcome {
-            Ok(size) => {
-                tracing::info!(backup = %b.id, location = %location(&remote), size, ms = started.elapsed().as_millis() as u64, "backup uploaded to S3");
-                if !exists {
-                    // The backup (or its database, purged) was deleted while it uploaded: so is its copy.
-                    if let Err(e) = target.delete(&remote.key).await {
-                        tracing::warn!(backup = %b.id, location = %location(&remote), error = %e, "while deleting the copy of a backup deleted during its upload");
-                    }
-                }
+        let size = match target.upload_file(&self.config.data_dir.join(&file), &remote.key).await {
+            Ok(size) => size,
+            Err(e) => return self.upload_failed(target, &b, &remote, e.to_string(), e.upload_failure()).await,
+        };
+        let exists = self.record_upload(&b, Ok(now())).await;
+        tracing::info!(backup = %b.id, location = %location(&remote), size, attempt = remote.attempts + 1, ms = started.elapsed().as_millis() as u64, "backup uploaded to S3");
+        if exists {
+            self.notification_resolved(&upload_streak(&b.database_id));
+        } else {
+            // The backup (or its database, purged) was deleted while it uploaded: so is its copy.
+            if let Err(e) = target.delete(&remote.key).await {
+                tracing::warn!(backup = %b.id, location = %location(&remote), error = %e, "while deleting the copy of a backup deleted during its upload");
             }
-            Err(e) => tracing::warn!(
-                backup = %b.id,
-                location = %location(&remote),
-                error = %e,
-                "backup upload to S3 failed; the local file is kept"
-            ),
         }
     }
 
-    /// Writes an upload's outcome; returns whether the backup still exists.
-    async fn record_upload(&self, b: &BackupRow, outcome: Result<(), String>) -> bool {
+    /// Records a failed attempt with its next one (if any), logs it and raises `backup.upload_failed` (its streak
+    /// keeps a failing target from announcing every attempt). Nothing is raised for a backup deleted meanwhile.
+    async fn upload_failed(
+        &self,
+        target: &BackupTarget,
+        b: &BackupRow,
+        remote: &RemoteCopy,
+        error: String,
+        why: UploadFailure,
+    ) {
+        let attempt = remote.attempts.saturating_add(1);
+        let next = target.settings().upload_retry.delay(attempt, why).map(|d| now().plus(d));
+        if !self.record_upload(b, Err((error.clone(), next))).await {
+            return tracing::debug!(backup = %b.id, "a backup deleted during its upload was not uploaded");
+        }
+        tracing::warn!(
+            backup = %b.id,
+            location = %location(remote),
+            error = %error,
+            attempt,
+            next_attempt = %next.map(Timestamp::to_rfc3339).unwrap_or_else(|| "none".into()),
+            "backup upload to S3 failed; the local file is kept"
+        );
+        let did = b.database_id.clone();
+        let row = match self.store.read(move |c| store::databases::get(c, &did)).await {
+            Ok(Some(row)) => row,
+            Ok(None) => return,
+            Err(e) => return tracing::warn!(backup = %b.id, error = %e, "while looking up a failed upload's database"),
+        };
+        self.notify(
+            Some(&row.workspace_id),
+            Link::Database(row.id.clone()),
+            Event::BackupUploadFailed {
+                database_id: row.id,
+                database_name: row.name,
+                backup_id: b.id.clone(),
+                location: location(remote),
+                endpoint: remote.endpoint.clone(),
+                error,
+                attempt,
+                next_attempt: next.map(|t| t.0),
+            },
+        );
+    }
+
+    /// Writes an upload attempt's outcome; returns whether the backup still exists.
+    async fn record_upload(&self, b: &BackupRow, outcome: Result<Timestamp, (String, Option<Timestamp>)>) -> bool {
         let bid = b.id.clone();
-        let at = now();
         let written = self
             .store
             .write(move |tx| {
-                store::databases::finish_upload(tx, &bid, outcome.as_ref().map(|_| at).map_err(String::as_str))
+                let outcome = outcome.as_ref().map(|at| *at).map_err(|(e, next)| (e.as_str(), *next));
+                store::databases::finish_upload(tx, &bid, outcome)
             })
             .await;
         match written {
@@ -140,17 +224,24 @@ impl Services {
         }
     }
 
-    /// At start, with no target configured any more: queued uploads can never run, so they are marked failed.
-    pub(super) async fn fail_orphaned_uploads(&self) -> Result<(), ServiceError> {
+    /// At start. With no target configured any more, queued uploads and waiting retries can never run, so they
+    /// are marked failed for good. With one, waiting retries are made due at once: a restart is how fixed
+    /// `s3_*` keys take effect, and it should not wait hours to show they work.
+    pub(super) async fn recover_uploads(&self) -> Result<(), ServiceError> {
         if self.backup_target.is_some() {
+            let due = self.store.write(|tx| store::databases::retry_uploads_at(tx, now())).await?;
+            if due > 0 {
+                tracing::info!(uploads = due, "failed backup uploads are retried now");
+            }
             return Ok(());
         }
-        let pending = self.store.read(store::databases::pending_uploads).await?;
-        for b in pending {
+        let mut stranded = self.store.read(store::databases::pending_uploads).await?;
+        stranded.extend(self.store.read(|c| store::databases::upload_retries(c, None)).await?);
+        for b in stranded {
             let bid = b.id.clone();
             self.store
                 .write(move |tx| {
-                    store::databases::finish_upload(tx, &bid, Err("not uploaded: no S3 target is configured any more"))
+                    store::databases::fail_upload(tx, &bid, "not uploaded: no S3 target is configured any more")
                 })
                 .await?;
             tracing::warn!(backup = %b.id, "a queued backup upload was dropped: no S3 target is configured any more");

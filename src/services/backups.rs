@@ -57,7 +57,8 @@ pub struct BackupView {
 /// A backup's copy in an S3-compatible bucket.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct RemoteCopyView {
-    /// `uploading` (queued or in progress), `uploaded`, or `failed` (see `error`; the local file is kept).
+    /// `uploading` (queued or in progress), `uploaded`, or `failed` (see `error`; the local file is kept, and
+    /// the upload is tried again at `next_attempt_at`).
     pub status: RemoteStatus,
     /// `s3://<bucket>/<key>`; the key is `<s3_prefix>/<database id>/<file_name>`.
     pub location: String,
@@ -66,6 +67,10 @@ pub struct RemoteCopyView {
     /// Why the upload failed.
     pub error: Option<String>,
     pub uploaded_at: Option<Timestamp>,
+    /// Upload attempts made so far.
+    pub attempts: u32,
+    /// When a failed upload is tried again; `null` when it is not (uploaded, uploading, or no attempts left).
+    pub next_attempt_at: Option<Timestamp>,
 }
 
 impl From<BackupRow> for BackupView {
@@ -78,6 +83,8 @@ impl From<BackupRow> for BackupView {
                 endpoint: r.endpoint,
                 error: r.error,
                 uploaded_at: r.uploaded_at,
+                attempts: r.attempts,
+                next_attempt_at: r.next_attempt_at,
             }),
             file_name: b
                 .file
@@ -652,6 +659,6 @@ impl Services {
                 );
             }
         }
-        self.fail_orphaned_uploads().await
+        self.recover_uploads().await
     }
 }

@@ -193,6 +193,10 @@ pub struct RemoteCopy {
     pub status: RemoteStatus,
     pub error: Option<String>,
     pub uploaded_at: Option<Timestamp>,
+    /// Upload attempts made since it was queued.
+    pub attempts: u32,
+    /// When a failed upload is tried again; `None`: it is not (uploaded, uploading, or no more attempts).
+    pub next_attempt_at: Option<Timestamp>,
 }
 
 fn remote_from_row(row: &Row<'_>) -> rusqlite::Result<Option<RemoteCopy>> {
@@ -205,6 +209,8 @@ fn remote_from_row(row: &Row<'_>) -> rusqlite::Result<Option<RemoteCopy>> {
         status: RemoteStatus::parse(&status).unwrap_or(RemoteStatus::Failed),
         error: row.get("remote_error")?,
         uploaded_at: ts_opt(row, "remote_uploaded_at")?,
+        attempts: row.get::<_, i64>("remote_attempts").map(|n| u32::try_from(n).unwrap_or(u32::MAX))?,
+        next_attempt_at: ts_opt(row, "remote_next_attempt_at")?,
     }))
 }
 
@@ -255,30 +261,48 @@ pub fn finish_backup(
     Ok(())
 }
 
-/// Queues a succeeded backup's upload to (endpoint, bucket, key): `uploading`, no error.
+/// Queues a succeeded backup's upload to (endpoint, bucket, key): `uploading`, no error, no attempt made yet.
 pub fn queue_upload(conn: &Connection, id: &str, endpoint: &str, bucket: &str, key: &str) -> Result<(), StoreError> {
     conn.execute(
         "UPDATE database_backups SET remote_endpoint = ?2, remote_bucket = ?3, remote_key = ?4,
-             remote_status = 'uploading', remote_error = NULL, remote_uploaded_at = NULL WHERE id = ?1",
+             remote_status = 'uploading', remote_error = NULL, remote_uploaded_at = NULL, remote_attempts = 0,
+             remote_next_attempt_at = NULL WHERE id = ?1",
         params![id, endpoint, bucket, key],
     )?;
     Ok(())
 }
 
-/// Records how an upload ended: `uploaded` at a time, or `failed` with the reason. Returns whether the backup
-/// still exists (its database may have been deleted during the upload).
-pub fn finish_upload(conn: &Connection, id: &str, outcome: Result<Timestamp, &str>) -> Result<bool, StoreError> {
+/// Records how an upload attempt ended: `uploaded` at a time, or `failed` with the reason and when it is tried
+/// again (`None`: never). Either way one more attempt was made. Returns whether the backup still exists (it, or
+/// its database, may have been deleted during the upload).
+pub fn finish_upload(
+    conn: &Connection,
+    id: &str,
+    outcome: Result<Timestamp, (&str, Option<Timestamp>)>,
+) -> Result<bool, StoreError> {
     let n = match outcome {
         Ok(at) => conn.execute(
-            "UPDATE database_backups SET remote_status = 'uploaded', remote_error = NULL, remote_uploaded_at = ?2
-             WHERE id = ?1",
+            "UPDATE database_backups SET remote_status = 'uploaded', remote_error = NULL, remote_uploaded_at = ?2,
+                 remote_attempts = remote_attempts + 1, remote_next_attempt_at = NULL WHERE id = ?1",
             params![id, at.to_rfc3339()],
         )?,
-        Err(error) => conn.execute(
-            "UPDATE database_backups SET remote_status = 'failed', remote_error = ?2 WHERE id = ?1",
-            params![id, error],
+        Err((error, next)) => conn.execute(
+            "UPDATE database_backups SET remote_status = 'failed', remote_error = ?2,
+                 remote_attempts = remote_attempts + 1, remote_next_attempt_at = ?3 WHERE id = ?1",
+            params![id, error, next.map(Timestamp::to_rfc3339)],
         )?,
     };
+    Ok(n > 0)
+}
+
+/// Marks a failed upload that is not retried after all (no S3 target is configured any more). Returns whether
+/// there was one.
+pub fn fail_upload(conn: &Connection, id: &str, error: &str) -> Result<bool, StoreError> {
+    let n = conn.execute(
+        "UPDATE database_backups SET remote_status = 'failed', remote_error = ?2, remote_next_attempt_at = NULL
+         WHERE id = ?1 AND remote_status IN ('uploading', 'failed')",
+        params![id, error],
+    )?;
     Ok(n > 0)
 }
 
@@ -288,6 +312,49 @@ pub fn pending_uploads(conn: &Connection) -> Result<Vec<BackupRow>, StoreError> 
         .prepare_cached("SELECT * FROM database_backups WHERE remote_status = 'uploading' ORDER BY finished_at, id")?
         .query_map([], backup_from_row)?
         .collect::<Result<_, _>>()?)
+}
+
+/// Failed uploads waiting for another attempt (`at` or earlier: due ones; `None`: all), the most overdue first.
+pub fn upload_retries(conn: &Connection, at: Option<Timestamp>) -> Result<Vec<BackupRow>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT * FROM database_backups WHERE remote_status = 'failed' AND remote_next_attempt_at IS NOT NULL
+             AND (?1 IS NULL OR remote_next_attempt_at <= ?1) ORDER BY remote_next_attempt_at, id",
+        )?
+        .query_map([at.map(Timestamp::to_rfc3339)], backup_from_row)?
+        .collect::<Result<_, _>>()?)
+}
+
+/// When the next failed upload is due to be tried again.
+pub fn next_upload_retry(conn: &Connection) -> Result<Option<Timestamp>, StoreError> {
+    let next: Option<String> = conn.query_row(
+        "SELECT MIN(remote_next_attempt_at) FROM database_backups
+         WHERE remote_status = 'failed' AND remote_next_attempt_at IS NOT NULL",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(next.and_then(|t| Timestamp::parse(&t)))
+}
+
+/// Takes a failed upload waiting for its retry back into `uploading`, so it cannot be deleted while it runs.
+/// Returns `false` when it is no longer waiting (deleted, or its retry was cancelled) and must not be uploaded.
+pub fn claim_upload_retry(conn: &Connection, id: &str) -> Result<bool, StoreError> {
+    let n = conn.execute(
+        "UPDATE database_backups SET remote_status = 'uploading', remote_next_attempt_at = NULL
+         WHERE id = ?1 AND remote_status = 'failed' AND remote_next_attempt_at IS NOT NULL",
+        [id],
+    )?;
+    Ok(n > 0)
+}
+
+/// Makes every failed upload waiting for a retry due at `at` (a restart may come with fixed `s3_*` keys).
+/// Returns how many there are.
+pub fn retry_uploads_at(conn: &Connection, at: Timestamp) -> Result<usize, StoreError> {
+    Ok(conn.execute(
+        "UPDATE database_backups SET remote_next_attempt_at = ?1
+         WHERE remote_status = 'failed' AND remote_next_attempt_at IS NOT NULL",
+        [at.to_rfc3339()],
+    )?)
 }
 
 pub fn get_backup(conn: &Connection, id: &str) -> Result<Option<BackupRow>, StoreError> {
@@ -416,20 +483,41 @@ mod tests {
                 assert_eq!(b1.remote, None);
                 queue_upload(tx, "b1", "http://127.0.0.1:9000", "bk", "berth/d1/a.dump.gz")?;
                 assert_eq!(pending_uploads(tx)?.iter().map(|b| b.id.as_str()).collect::<Vec<_>>(), ["b1"]);
-                assert!(finish_upload(tx, "b1", Err("403 SignatureDoesNotMatch"))?);
+                assert!(finish_upload(tx, "b1", Err(("403 SignatureDoesNotMatch", None)))?);
                 let r = get_backup(tx, "b1")?.unwrap().remote.unwrap();
                 assert_eq!(
-                    (r.status, r.error.as_deref(), r.key.as_str(), r.bucket.as_str()),
-                    (RemoteStatus::Failed, Some("403 SignatureDoesNotMatch"), "berth/d1/a.dump.gz", "bk")
+                    (r.status, r.error.as_deref(), r.key.as_str(), r.bucket.as_str(), r.attempts),
+                    (RemoteStatus::Failed, Some("403 SignatureDoesNotMatch"), "berth/d1/a.dump.gz", "bk", 1)
                 );
+                assert!(upload_retries(tx, None)?.is_empty(), "not retried");
                 queue_upload(tx, "b1", "http://127.0.0.1:9000", "bk", "berth/d1/a.dump.gz")?;
+                assert_eq!(get_backup(tx, "b1")?.unwrap().remote.unwrap().attempts, 0, "queued anew");
+
+                // A failure with a retry waits as `failed` until it is due, then is claimed back into `uploading`.
+                let retry = t("2026-01-02T03:01:05Z");
+                assert!(finish_upload(tx, "b1", Err(("connection refused", Some(retry))))?);
+                assert!(pending_uploads(tx)?.is_empty());
+                assert_eq!(next_upload_retry(tx)?, Some(retry));
+                assert!(upload_retries(tx, Some(t("2026-01-02T03:01:04Z")))?.is_empty());
+                let due = upload_retries(tx, Some(retry))?;
+                assert_eq!(due.iter().map(|b| b.id.as_str()).collect::<Vec<_>>(), ["b1"]);
+                let r = due[0].remote.clone().unwrap();
+                assert_eq!((r.status, r.attempts, r.next_attempt_at), (RemoteStatus::Failed, 1, Some(retry)));
+                assert_eq!(retry_uploads_at(tx, t("2026-01-02T03:00:30Z"))?, 1, "a restart makes it due at once");
+                assert_eq!(next_upload_retry(tx)?, Some(t("2026-01-02T03:00:30Z")));
+                assert!(claim_upload_retry(tx, "b1")?);
+                assert!(!claim_upload_retry(tx, "b1")?, "claimed once");
+                assert!(!claim_upload_retry(tx, "gone")?, "a deleted backup is not uploaded");
+                assert_eq!(pending_uploads(tx)?.len(), 1);
+                assert_eq!(next_upload_retry(tx)?, None);
                 assert!(finish_upload(tx, "b1", Ok(t("2026-01-02T03:00:09Z")))?);
                 let r = get_backup(tx, "b1")?.unwrap().remote.unwrap();
                 assert_eq!(
-                    (r.status, r.error, r.uploaded_at),
-                    (RemoteStatus::Uploaded, None, Some(t("2026-01-02T03:00:09Z")))
+                    (r.status, r.error, r.uploaded_at, r.attempts, r.next_attempt_at),
+                    (RemoteStatus::Uploaded, None, Some(t("2026-01-02T03:00:09Z")), 2, None)
                 );
                 assert!(pending_uploads(tx)?.is_empty());
+                assert!(!fail_upload(tx, "b1", "no target")?, "an uploaded copy stays uploaded");
                 assert!(!finish_upload(tx, "gone", Ok(t("2026-01-02T03:00:09Z")))?, "a deleted backup is reported");
                 reseal(tx, "d1", "new", "new-admin")?;
                 assert_eq!(get(tx, "d1")?.unwrap().password, "new");

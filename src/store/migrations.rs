@@ -16,6 +16,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0008_access_logs", include_str!("../../migrations/0008_access_logs.sql")),
     ("0009_databases", include_str!("../../migrations/0009_databases.sql")),
     ("0010_backup_remote", include_str!("../../migrations/0010_backup_remote.sql")),
+    ("0011_upload_retries", include_str!("../../migrations/0011_upload_retries.sql")),
 ];
 
 /// The schema version a database is at (the number of migrations applied).

@@ -2,14 +2,19 @@
 //! object lands at `<prefix>/<database id>/<file name>` with the backup's size and SHA-256 (as boto3 sees it); with
 //! the local file gone, restore and download fetch the copy back (and refuse one that does not match); deleting a
 //! backup and retention delete the copy; a wrong secret or an unreachable endpoint leaves a good local backup
-//! whose remote status is `failed` with the reason; big files go up as multipart uploads.
+//! whose remote status is `failed` with the reason; a failed upload raises `backup.upload_failed` and is retried
+//! until the copy lands (on its schedule once the endpoint answers, at once after a restart with a fixed secret),
+//! but not for a backup deleted meanwhile; big files go up as multipart uploads.
 
 use crate::databases::{backup_now, setup_with};
 use crate::moto::Moto;
+use crate::notifications::{Receiver, SECRET, assert_signed, audit_actions};
 use crate::support::{Cred, TestEnv};
-use berth::config::{Addressing, S3Settings, Secret};
+use berth::config::{Addressing, S3Settings, Secret, WebhookUrl};
+use berth::domain::upload_retry::UploadRetry;
 use serde_json::{Value, json};
 use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const PREFIX: &str = "ops/berth";
@@ -24,6 +29,7 @@ fn settings(moto: &Moto, endpoint: &str, secret: &str) -> S3Settings {
         addressing: Addressing::Path,
         access_key_id: moto.key_id.clone(),
         secret_access_key: Secret(secret.to_owned()),
+        upload_retry: UploadRetry::default(),
     }
 }
 
@@ -248,4 +254,166 @@ async fn databases_s3_big_files_go_up_as_multipart_uploads_and_come_back_intact(
     assert!(moto.objects(PREFIX).is_empty());
     let e = target.download_file(&key, &dir.path().join("none")).await.unwrap_err();
     assert!(matches!(e, berth::s3::S3Error::NotFound { .. }), "{e}");
+}
+
+/// A loopback port that refuses connections until [`Gate::open`] forwards it to another address.
+struct Gate {
+    port: u16,
+    forwarder: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Gate {
+    fn closed() -> Gate {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        Gate { port, forwarder: None }
+    }
+
+    /// From now on every connection to the port is forwarded to `to` (`host:port`), byte for byte.
+    async fn open(&mut self, to: &str) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port)).await.unwrap();
+        let to = to.to_owned();
+        self.forwarder = Some(tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let to = to.clone();
+                tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&to).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        }));
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        if let Some(f) = self.forwarder.take() {
+            f.abort();
+        }
+    }
+}
+
+/// Polls until `check` accepts backup `id`; returns it.
+async fn wait_for(env: &TestEnv, cred: &Cred, db: &str, id: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let started = Instant::now();
+    loop {
+        let list = backups(env, cred, db).await;
+        let b = list.iter().find(|b| b["id"] == json!(id)).cloned().unwrap_or(Value::Null);
+        if check(&b) {
+            return b;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "backup {id} never got {what}: {b}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn waiting_for_retry(b: &Value) -> bool {
+    b["remote"]["status"] == json!("failed") && b["remote"]["next_attempt_at"].is_string()
+}
+
+#[tokio::test]
+async fn databases_s3_a_failed_upload_is_notified_and_retried_until_the_copy_lands() {
+    let moto = Moto::start().await;
+    let receiver = Receiver::start(0).await;
+    let mut gate = Gate::closed();
+    let endpoint = format!("http://127.0.0.1:{}", gate.port);
+    let mut target = settings(&moto, &endpoint, &moto.secret);
+    // The production schedule in seconds instead of minutes: 1 s, 5 s, 30 s… (30 s first for refusals).
+    target.upload_retry = UploadRetry { unit: Duration::from_secs(1) };
+    let url = WebhookUrl(receiver.url.clone());
+    let (env, owner, _cleanup) = setup_with(move |c| {
+        c.s3 = Some(target);
+        c.notify_webhooks = vec![url];
+        c.notify_webhook_secret = Secret(SECRET.into());
+        c.public_url = "https://berth.example.com".into();
+    })
+    .await;
+    let (id, container) = redis(&env, &owner, "cache").await;
+    redis_cli(&container, "SET k v");
+
+    // Nothing listens at the endpoint: the first attempt fails, and the hook hears of it at once.
+    let first = backup_now(&env, &owner, &id).await;
+    let hit = receiver.delivered(1, Duration::from_secs(30)).await.remove(0);
+    assert_signed(&hit);
+    let p = hit.json();
+    assert_eq!(p["event"], json!("backup.upload_failed"), "{p}");
+    assert_eq!((p["subject"].clone(), p["workspace"]["slug"].clone()), (json!("database cache"), json!("acme")));
+    assert_eq!(p["url"], json!(format!("https://berth.example.com/w/acme/databases/{id}")));
+    let d = &p["details"];
+    assert_eq!(
+        [&d["database_id"], &d["database_name"], &d["backup_id"], &d["endpoint"], &d["attempt"]],
+        [&json!(id), &json!("cache"), &json!(first), &json!(endpoint), &json!(1)],
+        "{p}"
+    );
+    assert!(d["location"].as_str().unwrap().starts_with(&format!("s3://berth-test/{PREFIX}/{id}/")), "{p}");
+    assert!(d["error"].as_str().unwrap().contains("error sending request"), "{p}");
+    let next = chrono::DateTime::parse_from_rfc3339(d["next_attempt"].as_str().unwrap()).unwrap();
+    assert!(next > chrono::Utc::now() - chrono::TimeDelta::seconds(10), "{p}");
+    let body = String::from_utf8_lossy(&hit.body);
+    assert!(!body.contains(&moto.secret) && !body.contains(&moto.key_id), "no credentials: {body}");
+    let audit = audit_actions(&env, &owner, "backup.upload_failed").await;
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    assert_eq!((audit[0]["actor"].clone(), audit[0]["details"]["backup_id"].clone()), (json!("Berth"), json!(first)));
+    let b = wait_for(&env, &owner, &id, &first, "a planned retry", waiting_for_retry).await;
+    assert!(b["remote"]["error"].as_str().unwrap().contains("error sending request"), "{b}");
+
+    // The endpoint comes up: a retry uploads the copy, as boto3 sees it in the bucket.
+    gate.open(moto.endpoint.strip_prefix("http://").unwrap()).await;
+    let b = wait_for(&env, &owner, &id, &first, "uploaded", |b| b["remote"]["status"] == json!("uploaded")).await;
+    assert_eq!((b["remote"]["error"].clone(), b["remote"]["next_attempt_at"].clone()), (json!(null), json!(null)));
+    assert!(b["remote"]["attempts"].as_u64().unwrap() >= 2, "{b}");
+    let objects = moto.objects(PREFIX);
+    let (size, sha, _) = objects.get(&key_of(&b)).unwrap_or_else(|| panic!("{} not in {objects:?}", key_of(&b)));
+    assert_eq!((json!(size), json!(sha)), (b["size_bytes"].clone(), b["sha256"].clone()));
+    assert_eq!(receiver.hits().len(), 1, "the retries that failed too were the same streak");
+
+    // Restarted with a wrong secret: refused (403), announced again, retried no sooner than 30 s later.
+    let mut env = env;
+    env.stop().await;
+    let mut config = (*env.config).clone();
+    let fixed = config.s3.clone().unwrap();
+    config.s3.as_mut().unwrap().secret_access_key = Secret("not-the-secret".into());
+    env.config = Arc::new(config);
+    let env = env.boot_again().await;
+    let (second, doomed) = (backup_now(&env, &owner, &id).await, backup_now(&env, &owner, &id).await);
+    let p = receiver.delivered(2, Duration::from_secs(30)).await.remove(1).json();
+    assert_eq!((p["event"].clone(), p["details"]["backup_id"].clone()), (json!("backup.upload_failed"), json!(second)));
+    assert!(p["details"]["error"].as_str().unwrap().contains("SignatureDoesNotMatch"), "{p}");
+    let b = wait_for(&env, &owner, &id, &second, "a planned retry", waiting_for_retry).await;
+    let planned = chrono::DateTime::parse_from_rfc3339(b["remote"]["next_attempt_at"].as_str().unwrap()).unwrap();
+    assert!(planned > chrono::Utc::now() + chrono::TimeDelta::seconds(15), "a refusal waits 30 units: {b}");
+    wait_for(&env, &owner, &id, &doomed, "a planned retry", waiting_for_retry).await;
+    let Cred::Session { cookie, .. } = env.login("ops@acme.io", "password123").await else { unreachable!() };
+    let html = env
+        .http
+        .get(format!("{}/w/acme/databases/{id}", env.base))
+        .header("Cookie", format!("berth_session={cookie}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("SignatureDoesNotMatch") && html.contains("retried at "), "{html}");
+    // A backup deleted while its upload waits is never uploaded.
+    env.delete(&format!("{WS}/databases/{id}/backups/{doomed}"), &owner).await.expect(200);
+
+    // Restarted with the right secret: the waiting retry runs at once, not at its planned time.
+    let mut env = env;
+    env.stop().await;
+    let mut config = (*env.config).clone();
+    config.s3 = Some(fixed);
+    env.config = Arc::new(config);
+    let env = env.boot_again().await;
+    let b = wait_for(&env, &owner, &id, &second, "uploaded", |b| b["remote"]["status"] == json!("uploaded")).await;
+    let uploaded = chrono::DateTime::parse_from_rfc3339(b["remote"]["uploaded_at"].as_str().unwrap()).unwrap();
+    assert!(uploaded < planned, "retried at the restart ({uploaded}), not at {planned}");
+    assert_eq!(b["remote"]["attempts"], json!(2), "{b}");
+    let mut expected = vec![key_of(&b)];
+    let list = backups(&env, &owner, &id).await;
+    assert!(list.iter().all(|b| b["id"] != json!(doomed)), "{list:?}");
+    expected.extend(list.iter().filter(|x| x["id"] == json!(first)).map(key_of));
+    expected.sort();
+    let in_bucket: Vec<String> = moto.objects(&format!("{PREFIX}/{id}/")).into_keys().collect();
+    assert_eq!(in_bucket, expected, "the deleted backup's copy was never made");
 }

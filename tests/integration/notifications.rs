@@ -15,22 +15,22 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// A Standard Webhooks secret (`whsec_` + base64 of the key).
-const SECRET: &str = "whsec_dGVzdC1rZXktZm9yLWJlcnRoLW5vdGlmaWNhdGlvbnM=";
+pub(crate) const SECRET: &str = "whsec_dGVzdC1rZXktZm9yLWJlcnRoLW5vdGlmaWNhdGlvbnM=";
 
 /// One request a receiver got, and what it answered.
 #[derive(Debug, Clone)]
-struct Hit {
+pub(crate) struct Hit {
     headers: HeaderMap,
-    body: Bytes,
+    pub(crate) body: Bytes,
     answered: u16,
 }
 
 impl Hit {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap()
     }
 
-    fn header(&self, name: &str) -> &str {
+    pub(crate) fn header(&self, name: &str) -> &str {
         self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
     }
 }
@@ -42,13 +42,13 @@ struct Inbox {
 }
 
 /// A webhook receiver on a loopback port that answers 503 to its first `fail_first` requests, then 200.
-struct Receiver {
-    url: String,
+pub(crate) struct Receiver {
+    pub(crate) url: String,
     inbox: Arc<Mutex<Inbox>>,
 }
 
 impl Receiver {
-    async fn start(fail_first: usize) -> Receiver {
+    pub(crate) async fn start(fail_first: usize) -> Receiver {
         async fn hook(State(inbox): State<Arc<Mutex<Inbox>>>, headers: HeaderMap, body: Bytes) -> StatusCode {
             let mut inbox = inbox.lock().unwrap();
             let status = if inbox.hits.len() < inbox.fail_first { 503 } else { 200 };
@@ -64,12 +64,12 @@ impl Receiver {
         Receiver { url, inbox }
     }
 
-    fn hits(&self) -> Vec<Hit> {
+    pub(crate) fn hits(&self) -> Vec<Hit> {
         self.inbox.lock().unwrap().hits.clone()
     }
 
     /// Waits until `n` requests were answered 200; returns those.
-    async fn delivered(&self, n: usize, limit: Duration) -> Vec<Hit> {
+    pub(crate) async fn delivered(&self, n: usize, limit: Duration) -> Vec<Hit> {
         eventually(limit, &format!("{n} notifications at {}", self.url), || async {
             let ok: Vec<Hit> = self.hits().into_iter().filter(|h| h.answered == 200).collect();
             assert!(
@@ -84,7 +84,7 @@ impl Receiver {
 }
 
 /// Checks the Standard Webhooks signature the way a receiver would, with its own HMAC.
-fn assert_signed(hit: &Hit) {
+pub(crate) fn assert_signed(hit: &Hit) {
     use base64::Engine;
     use hmac::Mac;
     let b64 = base64::engine::general_purpose::STANDARD;
@@ -108,7 +108,7 @@ fn docker(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-async fn audit_actions(env: &TestEnv, owner: &Cred, action: &str) -> Vec<Value> {
+pub(crate) async fn audit_actions(env: &TestEnv, owner: &Cred, action: &str) -> Vec<Value> {
     let r = env.get("/api/workspaces/acme/audit?limit=50", owner).await.expect(200);
     r.data()["entries"].as_array().unwrap().clone().into_iter().filter(|e| e["action"] == json!(action)).collect()
 }

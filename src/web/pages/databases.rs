@@ -146,8 +146,9 @@ pub struct BackupLine {
     pub usable: bool,
     /// Whether the file is on this machine's disk.
     pub local_copy: bool,
-    /// The S3 copy's status (`uploading`, `uploaded`, `failed`), its `s3://` location and why it failed.
-    pub remote: Option<(&'static str, String, Option<String>)>,
+    /// The S3 copy's status (`uploading`, `uploaded`, `failed`), its `s3://` location, why it failed and when it
+    /// is tried again.
+    pub remote: Option<(&'static str, String, Option<String>, Option<String>)>,
 }
 
 impl From<BackupView> for BackupLine {
@@ -164,7 +165,7 @@ impl From<BackupView> for BackupLine {
             error: b.error,
             usable: b.status == BackupStatus::Succeeded,
             local_copy: b.local_copy,
-            remote: b.remote.map(|r| (r.status.as_str(), r.location, r.error)),
+            remote: b.remote.map(|r| (r.status.as_str(), r.location, r.error, r.next_attempt_at.as_ref().map(when))),
             id: b.id,
         }
     }
