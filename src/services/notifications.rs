@@ -116,14 +116,21 @@ impl Services {
             tracing::error!("the notification task was started twice");
             return;
         };
-        let client = match reqwest::Client::builder()
-            .timeout(DELIVERY_TIMEOUT)
-            .connect_timeout(Duration::from_secs(5))
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("Berth/", env!("CARGO_PKG_VERSION")))
-            .build()
-        {
-            Ok(c) => Some(c),
+        // Only built when there is somewhere to deliver: the client (with its parsed root certificates) costs idle
+        // memory on every instance that only uses the audit log.
+        let client = if self.config.notify_webhooks.is_empty() {
+            Ok(None)
+        } else {
+            reqwest::Client::builder()
+                .timeout(DELIVERY_TIMEOUT)
+                .connect_timeout(Duration::from_secs(5))
+                .redirect(reqwest::redirect::Policy::none())
+                .user_agent(concat!("Berth/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .map(Some)
+        };
+        let client = match client {
+            Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "while building the webhook client; notifications go to the audit log only");
                 None
