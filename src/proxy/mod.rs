@@ -272,16 +272,16 @@ impl Proxy {
             };
             let handshake = handshake.clone();
             let activity = Activity::new();
-            let service = ProxyService {
+            let service = ProxyService(Arc::new(ServiceState {
                 proxy: self.clone(),
-                conn: Arc::new(ConnInfo {
+                conn: ConnInfo {
                     peer,
                     client_address: headers::client_address(peer.ip()),
                     proto,
                     tunnels: tunnels.clone(),
-                }),
+                },
                 activity: activity.clone(),
-            };
+            }));
             let idle = self.config.idle_timeout;
             let server = self.server.clone();
             let stop = stop_connections.clone();
@@ -342,10 +342,16 @@ impl Proxy {
 
 /// The hyper service for one client connection: every request on it goes through [`Proxy`]'s forwarding with the
 /// connection's peer address and scheme.
+///
+/// Its state sits behind one per-connection `Arc`, so a request clones only that: the `Proxy` itself is shared by
+/// every worker thread, and bumping its reference count per request bounced its cache line between cores.
 #[derive(Debug, Clone)]
-pub struct ProxyService {
+pub struct ProxyService(Arc<ServiceState>);
+
+#[derive(Debug)]
+struct ServiceState {
     proxy: Arc<Proxy>,
-    conn: Arc<ConnInfo>,
+    conn: ConnInfo,
     activity: Arc<Activity>,
 }
 
@@ -355,12 +361,11 @@ impl hyper::service::Service<Request<Incoming>> for ProxyService {
     type Future = Pin<Box<dyn Future<Output = Result<Response<ConnBody>, Infallible>> + Send>>;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
-        let proxy = self.proxy.clone();
-        let conn = self.conn.clone();
+        let state = self.0.clone();
         // In flight until the response body is done (or the request is dropped half way).
-        let in_flight = self.activity.begin();
+        let in_flight = state.activity.begin();
         Box::pin(async move {
-            let response = proxy.handle(req, &conn).await;
+            let response = state.proxy.handle(req, &state.conn).await;
             Ok(response.map(|body| ConnBody::new(body, in_flight)))
         })
     }

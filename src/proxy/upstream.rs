@@ -84,7 +84,7 @@ impl Upstreams {
     }
 
     fn usable(&self, entry: &Idle) -> bool {
-        !entry.sender.is_closed() && entry.since.elapsed() < self.idle_timeout
+        usable(entry, self.idle_timeout)
     }
 
     /// A live idle connection to `addr` from this thread's pool, dropping the closed and the stale ones on the way.
@@ -98,27 +98,6 @@ impl Upstreams {
             }
             None
         })
-    }
-
-    /// Puts a connection whose exchange finished back in this thread's pool.
-    fn put(&self, addr: SocketAddr, sender: http1::SendRequest<UpstreamBody>) {
-        if sender.is_closed() {
-            return;
-        }
-        IDLE.with_borrow_mut(|(idle, returns)| {
-            *returns += 1;
-            if *returns >= SWEEP_EVERY {
-                *returns = 0;
-                idle.retain(|_, stack| {
-                    stack.retain(|entry| self.usable(entry));
-                    !stack.is_empty()
-                });
-            }
-            let stack = idle.entry(addr).or_default();
-            if stack.len() < MAX_IDLE_PER_REPLICA {
-                stack.push(Idle { sender, since: Instant::now() });
-            }
-        });
     }
 
     async fn connect(&self, addr: SocketAddr) -> Result<http1::SendRequest<UpstreamBody>, SendError> {
@@ -163,7 +142,8 @@ impl Upstreams {
             match sender.try_send_request(req).await {
                 Ok(response) => {
                     let upgrade = response.status() == hyper::StatusCode::SWITCHING_PROTOCOLS;
-                    let pool = (!upgrade).then(|| (self.clone(), addr));
+                    // The idle timeout, not the shared `Upstreams`: no reference count bumped across threads.
+                    let pool = (!upgrade).then_some((self.idle_timeout, addr));
                     return Ok(response.map(|body| PooledBody::new(body, sender, pool)));
                 }
                 Err(mut error) => match error.take_message() {
@@ -176,12 +156,38 @@ impl Upstreams {
     }
 }
 
+fn usable(entry: &Idle, idle_timeout: Duration) -> bool {
+    !entry.sender.is_closed() && entry.since.elapsed() < idle_timeout
+}
+
+/// Puts a connection whose exchange finished back in this thread's pool (the thread it was made on: a response
+/// body is read on the thread its request came in on), dropping stale ones every [`SWEEP_EVERY`] returns.
+fn put(idle_timeout: Duration, addr: SocketAddr, sender: http1::SendRequest<UpstreamBody>) {
+    if sender.is_closed() {
+        return;
+    }
+    IDLE.with_borrow_mut(|(idle, returns)| {
+        *returns += 1;
+        if *returns >= SWEEP_EVERY {
+            *returns = 0;
+            idle.retain(|_, stack| {
+                stack.retain(|entry| usable(entry, idle_timeout));
+                !stack.is_empty()
+            });
+        }
+        let stack = idle.entry(addr).or_default();
+        if stack.len() < MAX_IDLE_PER_REPLICA {
+            stack.push(Idle { sender, since: Instant::now() });
+        }
+    });
+}
+
 /// A replica's response body that gives its connection back to the pool once read to the end. On an upgrade (101)
 /// it keeps the connection's handle alive without pooling it: the connection belongs to the tunnel from then on.
 pub struct PooledBody {
     inner: Incoming,
     sender: Option<http1::SendRequest<UpstreamBody>>,
-    pool: Option<(Arc<Upstreams>, SocketAddr)>,
+    pool: Option<(Duration, SocketAddr)>,
 }
 
 impl std::fmt::Debug for PooledBody {
@@ -194,7 +200,7 @@ impl PooledBody {
     fn new(
         inner: Incoming,
         sender: http1::SendRequest<UpstreamBody>,
-        pool: Option<(Arc<Upstreams>, SocketAddr)>,
+        pool: Option<(Duration, SocketAddr)>,
     ) -> PooledBody {
         let mut body = PooledBody { inner, sender: Some(sender), pool };
         if body.inner.is_end_stream() {
@@ -205,8 +211,8 @@ impl PooledBody {
 
     /// The exchange is over: the connection can carry the next request.
     fn release(&mut self) {
-        if let (Some((pool, addr)), Some(sender)) = (self.pool.take(), self.sender.take()) {
-            pool.put(addr, sender);
+        if let (Some((idle_timeout, addr)), Some(sender)) = (self.pool.take(), self.sender.take()) {
+            put(idle_timeout, addr, sender);
         }
     }
 }
