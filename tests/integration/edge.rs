@@ -60,7 +60,8 @@ async fn a_custom_domain_gets_a_certificate_and_redeploys_over_https_lose_nothin
         let id = r.data()["id"].as_str().unwrap().to_owned();
         wait_for(&env, &owner, &id, &["running", "failed"], Duration::from_secs(120)).await
     };
-    assert_eq!(deploy().await["status"], json!("running"));
+    let first = deploy().await;
+    assert_eq!(first["status"], json!("running"), "the first deployment: {first}");
 
     // The domain: verified by DNS (every name resolves to 127.0.0.1 here), then a certificate from Pebble.
     let r = env.post(DOMAINS, &owner, json!({"domain": "shop.example.test"})).await.expect(201);
@@ -127,7 +128,8 @@ async fn a_custom_domain_gets_a_certificate_and_redeploys_over_https_lose_nothin
             }
         })
     };
-    assert_eq!(deploy().await["status"], json!("running"));
+    let redeploy = deploy().await;
+    assert_eq!(redeploy["status"], json!("running"), "the redeploy under load: {redeploy}");
     tokio::time::sleep(Duration::from_millis(1500)).await;
     stop.store(true, Ordering::Relaxed);
     load.await.unwrap();
