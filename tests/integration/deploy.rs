@@ -75,10 +75,15 @@ impl Drop for Cleanup {
                 let _ = Command::new("docker").args(["network", "rm", id]).output();
             }
         }
+        // By name, not id: tests that build the same app get the same image id, and `rmi -f <id>` would untag the
+        // other test's image under it (its next container then fails with "image not found").
         let images = format!("reference=berth/{}/*", self.0);
-        if let Ok(out) = Command::new("docker").args(["images", "-q", "--filter", &images]).output() {
-            for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                let _ = Command::new("docker").args(["rmi", "-f", id]).output();
+        let listed = Command::new("docker")
+            .args(["images", "--format", "{{.Repository}}:{{.Tag}}", "--filter", &images])
+            .output();
+        if let Ok(out) = listed {
+            for name in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = Command::new("docker").args(["rmi", name]).output();
             }
         }
         if let Ok(out) = Command::new("docker").args(["volume", "ls", "-q", "--filter", &filter]).output() {
