@@ -203,17 +203,9 @@ async fn databases_s3_a_wrong_secret_or_an_unreachable_endpoint_fails_the_upload
         assert!(error.contains(says) && error.contains(&endpoint), "{says}: {error}");
         assert!(!error.contains(&moto.secret) && !error.contains("not-the-secret"), "{error}");
         // The dashboard's backups table shows it too.
-        let Cred::Session { cookie, .. } = env.login("ops@acme.io", "password123").await else { unreachable!() };
-        let html = env
-            .http
-            .get(format!("{}/w/acme/databases/{id}", env.base))
-            .header("Cookie", format!("berth_session={cookie}"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let session = env.login("ops@acme.io", "password123").await;
+        let page = env.get(&format!("/w/acme/databases/{id}"), &session).await;
+        let html = page.body["raw"].as_str().unwrap_or_default().to_owned();
         assert!(
             html.contains("<span class=\"badge s-failed\">failed</span><br><span class=\"error\">while uploading"),
             "{html}"
@@ -383,17 +375,9 @@ async fn databases_s3_a_failed_upload_is_notified_and_retried_until_the_copy_lan
     let planned = chrono::DateTime::parse_from_rfc3339(b["remote"]["next_attempt_at"].as_str().unwrap()).unwrap();
     assert!(planned > chrono::Utc::now() + chrono::TimeDelta::seconds(15), "a refusal waits 30 units: {b}");
     wait_for(&env, &owner, &id, &doomed, "a planned retry", waiting_for_retry).await;
-    let Cred::Session { cookie, .. } = env.login("ops@acme.io", "password123").await else { unreachable!() };
-    let html = env
-        .http
-        .get(format!("{}/w/acme/databases/{id}", env.base))
-        .header("Cookie", format!("berth_session={cookie}"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let session = env.login("ops@acme.io", "password123").await;
+    let page = env.get(&format!("/w/acme/databases/{id}"), &session).await;
+    let html = page.body["raw"].as_str().unwrap_or_default().to_owned();
     assert!(html.contains("SignatureDoesNotMatch") && html.contains("retried at "), "{html}");
     // A backup deleted while its upload waits is never uploaded.
     env.delete(&format!("{WS}/databases/{id}/backups/{doomed}"), &owner).await.expect(200);
