@@ -198,3 +198,16 @@ thread_local! {
 fn is_valid_request_id(bytes: &[u8]) -> bool {
     (1..=128).contains(&bytes.len()) && bytes.iter().all(|b| b.is_ascii_alphanumeric() || b"._:/+=-".contains(b))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_text_match_names_every_hop_by_hop_header_at_its_place() {
+        for (i, name) in HOP_BY_HOP.iter().enumerate() {
+            assert_eq!(hop_by_hop_index(name), Some(i), "{name}");
+        }
+        assert_eq!(hop_by_hop_index(&header::CONTENT_TYPE), None);
+    }
+}
