@@ -169,6 +169,7 @@ pub async fn start(config: Arc<Config>, listeners: Listeners) -> anyhow::Result<
     let server = tokio::spawn(async move {
         axum::serve(listeners.api, app).with_graceful_shutdown(async move { stop.cancelled().await }).await
     });
+    crate::memory::release_freed_memory();
     tracing::info!(%api_addr, version = env!("CARGO_PKG_VERSION"), data_dir = %config.data_dir.display(), "berth is serving");
     Ok(AppHandle { api_addr, http_addr, https_addr, tls, services, setup_token, cancel, server, tasks })
 }

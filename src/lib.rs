@@ -7,6 +7,7 @@ pub mod config;
 pub mod crypto;
 pub mod docker;
 pub mod domain;
+pub mod memory;
 pub mod proxy;
 pub mod s3;
 pub mod services;
