@@ -4,18 +4,18 @@ use std::net::SocketAddr;
 
 use http_body_util::BodyExt;
 use hyper::body::{Body, Incoming};
-use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::header::{self, HeaderValue};
 use hyper::http::uri::PathAndQuery;
 use hyper::upgrade::OnUpgrade;
 use hyper::{Request, Response, StatusCode, Uri, Version};
 use hyper_util::rt::TokioIo;
 use tokio_util::sync::CancellationToken;
 
-use super::body::UpstreamBody;
 use super::error::{ProxyError, error_response};
+use super::h1::RequestHead;
 use super::headers::{self, ForwardedProto, X_REQUEST_ID};
 use super::routes::{Backend, normalize_host, normalized};
-use super::upstream::{PooledBody, SendError};
+use super::upstream::{ResponseBody, SendError, Tunnel};
 use super::{Proxy, ProxyBody};
 
 /// What the serve loop knows about the connection a request arrived on.
@@ -170,66 +170,53 @@ impl Proxy {
         headers::set_forwarded(&mut outgoing, &conn.client_address, conn.proto, &original_host);
         outgoing.insert(header::HOST, original_host);
         outgoing.insert(X_REQUEST_ID, request_id.clone());
-        let target = Target { method: parts.method, path: path_and_query(&parts.uri), headers: outgoing };
+        // Upstreams always get HTTP/1.1 in origin form (RFC 9112 §3.2.1): keep-alive and upgrades depend on it, and
+        // the replica is reached directly, `Host` says which site.
+        let head = RequestHead::encode(&parts.method, &path_and_query(&parts.uri), &outgoing, !body.is_end_stream());
 
-        let mut response = self.send_with_retry(&backend, &host, target, body).await?;
+        let mut response = self.send_with_retry(&backend, &host, &head, body).await?;
         let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
         if switching {
             // A 101 for a request that did not ask to upgrade breaks the protocol (RFC 9110 §15.2.2).
-            let Some(client_upgrade) = client_upgrade else {
+            let (Some(client_upgrade), Some(tunnel)) = (client_upgrade, response.body_mut().take_tunnel()) else {
                 return Err(ProxyError::BadGateway {
                     host: host.into_owned(),
                     source: "upstream switched protocols unasked".into(),
                 });
             };
             self.stats.upgrade();
-            let upstream_upgrade = hyper::upgrade::on(&mut response);
-            tokio::spawn(splice(client_upgrade, upstream_upgrade, conn.tunnels.clone()));
+            tokio::spawn(splice(client_upgrade, tunnel, conn.tunnels.clone()));
         }
         // Also what HTTP/2 requires of a response relayed from HTTP/1.1: no connection-specific header field
         // (`Connection`, `Keep-Alive`, `Transfer-Encoding`, `Upgrade`…, RFC 9113 §8.2.2).
         headers::strip_hop_by_hop(response.headers_mut(), switching);
-        Ok(response.map(|body| body.boxed_unsync()))
+        Ok(response.map(|body| body.map_err(Into::into).boxed_unsync()))
     }
 
-    /// Sends `target` to the backend's replicas in round-robin order until one answers. A replica that cannot be
-    /// connected to is ejected and the next one tried, which is safe because a connect failure happens before any of
-    /// the body was sent; any other failure ends the request (the upstream may have acted on it).
+    /// Sends `head` and `body` to the backend's replicas in round-robin order until one answers. A replica that
+    /// cannot be connected to is ejected and the next one tried, which is safe because nothing was sent to it (the
+    /// body is taken only once a connection is open); any other failure ends the request (the upstream may have
+    /// acted on it).
     async fn send_with_retry(
         &self,
         backend: &Backend,
         host: &str,
-        target: Target,
+        head: &RequestHead,
         body: Incoming,
-    ) -> Result<Response<PooledBody>, ProxyError> {
-        // A request without a body (most GETs) needs no slot to take it back from: every attempt sends nothing.
+    ) -> Result<Response<ResponseBody>, ProxyError> {
         let bodiless = body.is_end_stream();
-        let mut body = Some(body);
-        let mut target = Some(target);
+        let mut body = (!bodiless).then_some(body);
         let mut last_error: Option<SendError> = None;
-        let order = backend.attempt_order();
-        let attempts = order.len();
-        for (attempt, addr) in order.into_iter().enumerate() {
-            // Only a request that may be retried needs its head kept; the last attempt takes it.
-            let head = if attempt + 1 < attempts { target.clone() } else { target.take() };
-            let Some(head) = head else { break };
-            let (upstream_body, slot) = if bodiless {
-                (UpstreamBody::empty(), None)
-            } else {
-                let Some(attempt_body) = body.take() else { break };
-                let (upstream_body, slot) = UpstreamBody::new(attempt_body);
-                (upstream_body, Some(slot))
-            };
-            let req = head.into_request(upstream_body);
-            match tokio::time::timeout(self.config.response_timeout, self.upstreams.send(addr, req)).await {
+        for addr in backend.attempt_order() {
+            if !bodiless && body.is_none() {
+                break;
+            }
+            match tokio::time::timeout(self.config.response_timeout, self.upstreams.send(addr, head, &mut body)).await {
                 Ok(Ok(response)) => return Ok(response),
                 Ok(Err(error @ SendError::Connect { .. })) => {
                     tracing::warn!(upstream = %addr, host, error = %error, "upstream connect failed; ejecting it");
                     self.stats.connect_failure();
                     backend.eject(addr, self.config.eject_for);
-                    if let Some(slot) = slot {
-                        body = slot.reclaim();
-                    }
                     last_error = Some(error);
                 }
                 Ok(Err(error)) => return Err(ProxyError::BadGateway { host: host.to_owned(), source: error.into() }),
@@ -244,28 +231,6 @@ impl Proxy {
     }
 }
 
-/// The parts of the upstream request that stay the same across retries.
-#[derive(Clone)]
-struct Target {
-    method: hyper::Method,
-    path: PathAndQuery,
-    headers: HeaderMap,
-}
-
-impl Target {
-    /// The request to send to a replica.
-    fn into_request(self, body: UpstreamBody) -> Request<UpstreamBody> {
-        let mut req = Request::new(body);
-        *req.method_mut() = self.method;
-        // Origin form (RFC 9112 §3.2.1): the replica is reached directly, `Host` says which site.
-        *req.uri_mut() = Uri::from(self.path);
-        // Upstreams always get HTTP/1.1: keep-alive and upgrades depend on it (RFC 9112 §9.3, RFC 9110 §7.8).
-        *req.version_mut() = Version::HTTP_11;
-        *req.headers_mut() = self.headers;
-        req
-    }
-}
-
 /// The request target in origin form (RFC 9112 §3.2.1): path and query, `/` when empty.
 fn path_and_query(uri: &Uri) -> PathAndQuery {
     match uri.path_and_query() {
@@ -277,17 +242,24 @@ fn path_and_query(uri: &Uri) -> PathAndQuery {
     }
 }
 
-/// Splices the client's and the upstream's upgraded connections both ways until either side closes or `stop` fires.
-async fn splice(client: OnUpgrade, upstream: OnUpgrade, stop: CancellationToken) {
-    let (client, upstream) = match tokio::try_join!(client, upstream) {
-        Ok(pair) => pair,
+/// Splices the client's upgraded connection and the replica's tunnel both ways until either side closes or `stop`
+/// fires. What the replica sent right after its 101 goes to the client first.
+async fn splice(client: OnUpgrade, upstream: Tunnel, stop: CancellationToken) {
+    let client = match client.await {
+        Ok(client) => client,
         Err(error) => {
             tracing::debug!(error = %error, "upgrade did not complete");
             return;
         }
     };
     let mut client = TokioIo::new(client);
-    let mut upstream = TokioIo::new(upstream);
+    let Tunnel { stream: mut upstream, early } = upstream;
+    if !early.is_empty()
+        && let Err(error) = tokio::io::AsyncWriteExt::write_all(&mut client, &early).await
+    {
+        tracing::debug!(error = %error, "upgraded connection ended with an error");
+        return;
+    }
     tokio::select! {
         result = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
             if let Err(error) = result {

@@ -9,9 +9,9 @@
 //! cleartext with prior knowledge — whatever the connection starts with; replicas are always spoken to in HTTP/1.1.
 
 mod access;
-mod body;
 mod error;
 mod forward;
+mod h1;
 mod headers;
 mod idle;
 mod routes;
@@ -55,7 +55,10 @@ use stats::Counters;
 use crate::tls::Http01Tokens;
 
 /// The body of every response the proxy sends: the upstream's streamed body or an error page.
-pub type ProxyBody = UnsyncBoxBody<Bytes, hyper::Error>;
+pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// The error of a response body: the replica's connection failing mid-body, mostly.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Timeouts and ejection policy. Values are used as given; [`ProxyConfig::default`] has the production defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,6 +6,7 @@ mod http2;
 mod routing;
 mod streaming;
 mod websocket;
+mod wire;
 
 use std::future::Future;
 use std::net::SocketAddr;
