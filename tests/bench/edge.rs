@@ -8,7 +8,9 @@
 //!
 //! The Berth proxy runs in a child process (this binary with the argument `proxy-server`) so its memory is its own.
 //! It prints measurements, targets and ratios; it does not fail on a noisy machine. `BERTH_BENCH_SECONDS` sets the
-//! load duration per case (default 10).
+//! load duration per case and front (default 20), split into [`ROUNDS`] rounds that alternate between the two
+//! fronts (and which goes first), so a drift in the machine's speed during the run (other processes, CPU frequency)
+//! falls on both rather than on whichever was measured second; the medians of the rounds are compared.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::HashMap;
@@ -27,6 +29,8 @@ use rustls::sign::CertifiedKey;
 
 /// The `Host` both fronts are asked for.
 const HOST: &str = "bench.test";
+/// Rounds per case: each measures both fronts for a share of the case's duration.
+const ROUNDS: u64 = 5;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -40,7 +44,7 @@ fn main() {
             std::process::exit(1);
         }
     }
-    let seconds: u64 = std::env::var("BERTH_BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
+    let seconds: u64 = std::env::var("BERTH_BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(20);
     println!(
         "berth edge benchmark ({} cores, {seconds} s per case)",
         std::thread::available_parallelism().map_or(0, |n| n.get())
@@ -65,16 +69,28 @@ fn main() {
             "http" => (berth.http_url(), front.http_url()),
             _ => (berth.https_url(), front.https_url()),
         };
-        let ours = wrk(&b, connections, seconds);
-        let theirs = wrk(&n, connections, seconds);
+        let round_seconds = (seconds / ROUNDS).max(1);
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        for round in 0..ROUNDS {
+            if round % 2 == 0 {
+                ours.push(wrk(&b, connections, round_seconds));
+                theirs.push(wrk(&n, connections, round_seconds));
+            } else {
+                theirs.push(wrk(&n, connections, round_seconds));
+                ours.push(wrk(&b, connections, round_seconds));
+            }
+        }
+        let round_ratios: Vec<f64> = ours.iter().zip(&theirs).map(|(o, t)| o.rps / t.rps).collect();
+        let (ours, theirs) = (Load::median(&ours), Load::median(&theirs));
         println!(
-            "{scheme:5} c={connections:3}: berth {:6.0} req/s p99 {:6.2} ms | nginx {:6.0} req/s p99 {:6.2} ms | ratio throughput {:.2} (target ≥ 1.0) p99 ratio {:.2} (target ≤ 1.2)",
+            "{scheme:5} c={connections:3}: berth {:6.0} req/s p99 {:6.2} ms | nginx {:6.0} req/s p99 {:6.2} ms | ratio throughput {:.2} (target ≥ 1.0) p99 ratio {:.2} (target ≤ 1.2) | per round {}",
             ours.rps,
             ours.p99_ms,
             theirs.rps,
             theirs.p99_ms,
             ours.rps / theirs.rps,
-            ours.p99_ms / theirs.p99_ms
+            ours.p99_ms / theirs.p99_ms,
+            round_ratios.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>().join(" ")
         );
     }
     let berth_peak = vm_hwm_kib(berth.child.id());
@@ -95,6 +111,20 @@ fn main() {
 struct Load {
     rps: f64,
     p99_ms: f64,
+}
+
+impl Load {
+    /// The median throughput and the median p99 of `runs` (each on its own).
+    fn median(runs: &[Load]) -> Load {
+        let median = |mut values: Vec<f64>| {
+            values.sort_by(f64::total_cmp);
+            values[values.len() / 2]
+        };
+        Load {
+            rps: median(runs.iter().map(|l| l.rps).collect()),
+            p99_ms: median(runs.iter().map(|l| l.p99_ms).collect()),
+        }
+    }
 }
 
 /// Runs wrk (2 threads) against `url` with `Host: bench.test`.
