@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::error::{ProxyError, error_response};
 use super::h1::RequestHead;
-use super::headers::{self, ForwardedProto, X_REQUEST_ID};
+use super::headers::{self, ForwardedProto, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID};
 use super::routes::{Backend, normalize_host, normalized};
 use super::upstream::{ResponseBody, SendError, Tunnel};
 use super::{Proxy, ProxyBody};
@@ -167,12 +167,21 @@ impl Proxy {
         if parts.version >= Version::HTTP_2 {
             headers::join_cookies(&mut outgoing);
         }
-        headers::set_forwarded(&mut outgoing, &conn.client_address, conn.proto, &original_host);
-        outgoing.insert(header::HOST, original_host);
-        outgoing.insert(X_REQUEST_ID, request_id.clone());
+        // `X-Forwarded-For` extends what earlier proxies sent; `X-Forwarded-Proto` and `-Host` replace what the
+        // client sent, as only this proxy knows how the client reached it.
+        let forwarded_for = headers::forwarded_for(&outgoing, &conn.client_address);
+        let proto = HeaderValue::from_static(conn.proto.as_str());
+        let set = [
+            (header::HOST, &original_host),
+            (X_FORWARDED_FOR, &forwarded_for),
+            (X_FORWARDED_PROTO, &proto),
+            (X_FORWARDED_HOST, &original_host),
+            (X_REQUEST_ID, request_id),
+        ];
         // Upstreams always get HTTP/1.1 in origin form (RFC 9112 §3.2.1): keep-alive and upgrades depend on it, and
         // the replica is reached directly, `Host` says which site.
-        let head = RequestHead::encode(&parts.method, &path_and_query(&parts.uri), &outgoing, !body.is_end_stream());
+        let head =
+            RequestHead::encode(&parts.method, &path_and_query(&parts.uri), &outgoing, &set, !body.is_end_stream());
 
         let mut response = self.send_with_retry(&backend, &host, &head, body).await?;
         let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
@@ -187,9 +196,11 @@ impl Proxy {
             self.stats.upgrade();
             tokio::spawn(splice(client_upgrade, tunnel, conn.tunnels.clone()));
         }
-        // Also what HTTP/2 requires of a response relayed from HTTP/1.1: no connection-specific header field
-        // (`Connection`, `Keep-Alive`, `Transfer-Encoding`, `Upgrade`…, RFC 9113 §8.2.2).
-        headers::strip_hop_by_hop(response.headers_mut(), switching);
+        // The response's hop-by-hop fields were left out as its head was read, which is also what HTTP/2 requires of
+        // a response relayed from HTTP/1.1 (RFC 9113 §8.2.2); a 101 keeps them until here, to keep its `Upgrade`.
+        if switching {
+            headers::strip_hop_by_hop(response.headers_mut(), true);
+        }
         Ok(response.map(|body| body.map_err(Into::into).boxed_unsync()))
     }
 

@@ -11,6 +11,8 @@ use hyper::http::uri::PathAndQuery;
 use hyper::{Method, Response, StatusCode, Version};
 use smallvec::SmallVec;
 
+use super::headers;
+
 /// The longest response head accepted from a replica (nginx's default buffer for it is 4–8 KiB).
 pub(crate) const MAX_HEAD: usize = 64 * 1024;
 /// The most header fields accepted in a response head (hyper's default is 100).
@@ -42,15 +44,24 @@ pub(crate) struct RequestHead {
 }
 
 impl RequestHead {
-    /// Encodes `method path HTTP/1.1` and `headers` (which must already be what goes upstream: hop-by-hop headers
-    /// removed, `Host` set). `has_body` is whether the client's request has a body; its framing is its
-    /// `Content-Length` when there is one, else chunked (with the `Transfer-Encoding` header added).
-    pub(crate) fn encode(method: &Method, path: &PathAndQuery, headers: &HeaderMap, has_body: bool) -> RequestHead {
+    /// Encodes `method path HTTP/1.1`, `headers` (hop-by-hop ones already removed) and then `set`, whose fields
+    /// replace any of the same names in `headers` (the proxy's `Host`, `X-Forwarded-*` and `X-Request-Id`: writing
+    /// them here costs a comparison per field, where inserting them in the map cost a hashed lookup each).
+    /// `has_body` is whether the client's request has a body; its framing is its `Content-Length` when there is one,
+    /// else chunked (with the `Transfer-Encoding` header added).
+    pub(crate) fn encode(
+        method: &Method,
+        path: &PathAndQuery,
+        headers: &HeaderMap,
+        set: &[(HeaderName, &HeaderValue)],
+        has_body: bool,
+    ) -> RequestHead {
         let framing = if !has_body {
             RequestFraming::Empty
         } else {
-            match content_length(headers.get_all(header::CONTENT_LENGTH).iter()) {
-                Ok(Some(length)) => RequestFraming::Length(length),
+            let mut values = headers.get_all(header::CONTENT_LENGTH).iter();
+            match values.next().map(|value| content_length(value.as_bytes())) {
+                Some(Ok(Some(length))) => RequestFraming::Length(length),
                 // hyper has already refused a client request with an invalid length, so this is the chunked case.
                 _ => RequestFraming::Chunked,
             }
@@ -62,7 +73,9 @@ impl RequestHead {
         bytes.push(b' ');
         bytes.extend_from_slice(path.as_str().as_bytes());
         bytes.extend_from_slice(b" HTTP/1.1\r\n");
-        for (name, value) in headers {
+        let replaced = |name: &HeaderName| set.iter().any(|(set, _)| set == name);
+        let fields = headers.iter().filter(|(name, _)| !replaced(name)).chain(set.iter().map(|(n, v)| (n, *v)));
+        for (name, value) in fields {
             // Values came from a parser that refuses CR and LF (httparse, h2) or from `HeaderValue`'s own checks.
             bytes.extend_from_slice(name.as_str().as_bytes());
             bytes.extend_from_slice(b": ");
@@ -135,14 +148,50 @@ pub(crate) fn parse_response(buf: &mut BytesMut, head_method: bool) -> io::Resul
         let status = StatusCode::from_u16(code).map_err(|_| invalid("sent an invalid status code"))?;
         let version = if parsed.version == Some(1) { Version::HTTP_11 } else { Version::HTTP_10 };
 
-        // Names are resolved now (standard ones without allocating); values are cut from the head once it is frozen.
+        // Names are resolved now (common ones by their exact spelling, other standard ones without allocating);
+        // values are cut from the head once it is frozen. What framing depends on is gathered on the way, and the
+        // hop-by-hop fields are left out here (except from a 101, whose `Upgrade` the forwarder keeps).
+        let upgrade = status == StatusCode::SWITCHING_PROTOCOLS;
         let base = buf.as_ptr() as usize;
         let mut ranges: SmallVec<[(HeaderName, usize, usize); 16]> = SmallVec::with_capacity(parsed.headers.len());
+        let mut message = MessageFraming::default();
+        let mut named: SmallVec<[HeaderName; 2]> = SmallVec::new();
         for field in parsed.headers.iter() {
-            let name =
-                HeaderName::from_bytes(field.name.as_bytes()).map_err(|_| invalid("sent an invalid header name"))?;
-            let start = field.value.as_ptr() as usize - base;
-            ranges.push((name, start, start + field.value.len()));
+            let name = match common_name(field.name.as_bytes()) {
+                Some(name) => name,
+                None => {
+                    HeaderName::from_bytes(field.name.as_bytes()).map_err(|_| invalid("sent an invalid header name"))?
+                }
+            };
+            if name == header::CONNECTION {
+                for token in field.value.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
+                    if token.eq_ignore_ascii_case(b"close") {
+                        message.close = true;
+                    } else if !token.is_empty()
+                        && let Ok(option) = HeaderName::from_bytes(token)
+                        && !headers::is_hop_by_hop(&option)
+                    {
+                        // `Connection: x-private` makes `X-Private` hop-by-hop too (RFC 9110 §7.6.1).
+                        named.push(option);
+                    }
+                }
+            } else if name == header::TRANSFER_ENCODING {
+                let last = field.value.split(|b| *b == b',').map(<[u8]>::trim_ascii).rfind(|c| !c.is_empty());
+                if let Some(coding) = last {
+                    message.chunked_last = Some(coding.eq_ignore_ascii_case(b"chunked"));
+                }
+            } else if name == header::CONTENT_LENGTH {
+                message.length = match (message.length, content_length(field.value)) {
+                    (Ok(None), length) => length,
+                    (Ok(Some(a)), Ok(Some(b))) if a == b => Ok(Some(a)),
+                    _ => Err(()),
+                };
+                message.has_length = true;
+            }
+            if upgrade || !headers::is_hop_by_hop(&name) {
+                let start = field.value.as_ptr() as usize - base;
+                ranges.push((name, start, start + field.value.len()));
+            }
         }
         let head = buf.split_to(length).freeze();
         let mut headers = HeaderMap::with_capacity(ranges.len());
@@ -151,8 +200,13 @@ pub(crate) fn parse_response(buf: &mut BytesMut, head_method: bool) -> io::Resul
                 .map_err(|_| invalid("sent an invalid header value"))?;
             headers.append(name, value);
         }
+        if !upgrade {
+            for name in named {
+                headers.remove(name);
+            }
+        }
 
-        let (framing, keep_alive) = framing(&headers, status, version, head_method)?;
+        let (framing, keep_alive) = message.decide(status, version, head_method)?;
         let mut response = Response::new(());
         *response.status_mut() = status;
         *response.version_mut() = version;
@@ -161,67 +215,88 @@ pub(crate) fn parse_response(buf: &mut BytesMut, head_method: bool) -> io::Resul
     }
 }
 
-/// The body's framing and whether the connection stays open after it (RFC 9112 §6.3 and §9.3).
-fn framing(
-    headers: &HeaderMap,
-    status: StatusCode,
-    version: Version,
-    head_method: bool,
-) -> io::Result<(ResponseFraming, bool)> {
-    let mut keep_alive = version == Version::HTTP_11 && status != StatusCode::SWITCHING_PROTOCOLS;
-    for value in headers.get_all(header::CONNECTION) {
-        if value.as_bytes().split(|b| *b == b',').any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close")) {
-            keep_alive = false;
-        }
-    }
-    if head_method
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED
-        || status.is_informational()
-    {
-        return Ok((ResponseFraming::Empty, keep_alive));
-    }
-    let mut codings = headers.get_all(header::TRANSFER_ENCODING).iter().peekable();
-    if codings.peek().is_some() {
-        let chunked_last = codings
-            .flat_map(|value| value.as_bytes().split(|b| *b == b','))
-            .map(<[u8]>::trim_ascii)
-            .filter(|coding| !coding.is_empty())
-            .last()
-            .is_some_and(|coding| coding.eq_ignore_ascii_case(b"chunked"));
-        // With both `Transfer-Encoding` and `Content-Length` the message may be an attempt at smuggling: the
-        // encoding wins and the connection is not reused (RFC 9112 §6.3, point 3).
-        if headers.contains_key(header::CONTENT_LENGTH) {
-            keep_alive = false;
-        }
-        return Ok(if chunked_last {
-            (ResponseFraming::Chunked, keep_alive)
-        } else {
-            (ResponseFraming::UntilClose, false)
-        });
-    }
-    match content_length(headers.get_all(header::CONTENT_LENGTH).iter()) {
-        Ok(Some(length)) => Ok((ResponseFraming::Length(length), keep_alive)),
-        Ok(None) => Ok((ResponseFraming::UntilClose, false)),
-        Err(()) => Err(invalid("sent an invalid Content-Length")),
+/// The names most responses carry, recognised by their usual spellings (canonical and lowercase) with a plain
+/// comparison; `HeaderName::from_bytes` lowercases and looks up any name, and costs several times more.
+fn common_name(name: &[u8]) -> Option<HeaderName> {
+    Some(match name {
+        b"Content-Type" | b"content-type" => header::CONTENT_TYPE,
+        b"Content-Length" | b"content-length" => header::CONTENT_LENGTH,
+        b"Date" | b"date" => header::DATE,
+        b"Server" | b"server" => header::SERVER,
+        b"Connection" | b"connection" => header::CONNECTION,
+        b"Cache-Control" | b"cache-control" => header::CACHE_CONTROL,
+        b"ETag" | b"etag" => header::ETAG,
+        b"Last-Modified" | b"last-modified" => header::LAST_MODIFIED,
+        b"Accept-Ranges" | b"accept-ranges" => header::ACCEPT_RANGES,
+        b"Set-Cookie" | b"set-cookie" => header::SET_COOKIE,
+        b"Vary" | b"vary" => header::VARY,
+        b"Content-Encoding" | b"content-encoding" => header::CONTENT_ENCODING,
+        b"Transfer-Encoding" | b"transfer-encoding" => header::TRANSFER_ENCODING,
+        b"Location" | b"location" => header::LOCATION,
+        b"Expires" | b"expires" => header::EXPIRES,
+        _ => return None,
+    })
+}
+
+/// What a response's framing depends on, gathered from its fields.
+#[derive(Debug)]
+struct MessageFraming {
+    /// `Connection: close`.
+    close: bool,
+    /// With `Transfer-Encoding`: whether its last coding is `chunked`.
+    chunked_last: Option<bool>,
+    /// The `Content-Length` (`Err`: invalid or conflicting values).
+    length: Result<Option<u64>, ()>,
+    has_length: bool,
+}
+
+impl Default for MessageFraming {
+    fn default() -> Self {
+        MessageFraming { close: false, chunked_last: None, length: Ok(None), has_length: false }
     }
 }
 
-/// The message's `Content-Length`: `None` without one, an error when it is not a number or its values disagree
-/// (RFC 9110 §8.6 allows a list of identical values).
-fn content_length<'a>(values: impl Iterator<Item = &'a HeaderValue>) -> Result<Option<u64>, ()> {
-    let mut length = None;
-    for value in values {
-        for part in value.as_bytes().split(|b| *b == b',').map(<[u8]>::trim_ascii) {
-            if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
-                return Err(());
-            }
-            let n = part.iter().fold(0u64, |n, digit| n * 10 + u64::from(digit - b'0'));
-            if length.is_some_and(|l| l != n) {
-                return Err(());
-            }
-            length = Some(n);
+impl MessageFraming {
+    /// The body's framing and whether the connection stays open after it (RFC 9112 §6.3 and §9.3).
+    fn decide(&self, status: StatusCode, version: Version, head_method: bool) -> io::Result<(ResponseFraming, bool)> {
+        let keep_alive = version == Version::HTTP_11 && status != StatusCode::SWITCHING_PROTOCOLS && !self.close;
+        if head_method
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED
+            || status.is_informational()
+        {
+            return Ok((ResponseFraming::Empty, keep_alive));
         }
+        if let Some(chunked_last) = self.chunked_last {
+            // With both `Transfer-Encoding` and `Content-Length` the message may be an attempt at smuggling: the
+            // encoding wins and the connection is not reused (RFC 9112 §6.3, point 3).
+            return Ok(if chunked_last {
+                (ResponseFraming::Chunked, keep_alive && !self.has_length)
+            } else {
+                (ResponseFraming::UntilClose, false)
+            });
+        }
+        match self.length {
+            Ok(Some(length)) => Ok((ResponseFraming::Length(length), keep_alive)),
+            Ok(None) => Ok((ResponseFraming::UntilClose, false)),
+            Err(()) => Err(invalid("sent an invalid Content-Length")),
+        }
+    }
+}
+
+/// One `Content-Length` field's value: `None` when empty, an error when it is not a number or the values of its
+/// list disagree (RFC 9110 §8.6 allows a list of identical values).
+fn content_length(value: &[u8]) -> Result<Option<u64>, ()> {
+    let mut length = None;
+    for part in value.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
+        if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
+            return Err(());
+        }
+        let n = part.iter().fold(0u64, |n, digit| n * 10 + u64::from(digit - b'0'));
+        if length.is_some_and(|l| l != n) {
+            return Err(());
+        }
+        length = Some(n);
     }
     Ok(length)
 }
@@ -364,18 +439,24 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(header::HOST, HeaderValue::from_static("app.example"));
         let path = PathAndQuery::from_static("/a?b=c");
-        let get = RequestHead::encode(&Method::GET, &path, &headers, false);
+        let get = RequestHead::encode(&Method::GET, &path, &headers, &[], false);
         assert_eq!(get.bytes, b"GET /a?b=c HTTP/1.1\r\nhost: app.example\r\n\r\n");
+        headers.append("x-forwarded-proto", HeaderValue::from_static("gopher"));
+        let proto = HeaderValue::from_static("https");
+        let set = [(HeaderName::from_static("x-forwarded-proto"), &proto)];
+        let replaced = RequestHead::encode(&Method::GET, &path, &headers, &set, false);
+        assert_eq!(replaced.bytes, b"GET /a?b=c HTTP/1.1\r\nhost: app.example\r\nx-forwarded-proto: https\r\n\r\n");
+        headers.remove("x-forwarded-proto");
         assert_eq!(get.framing, RequestFraming::Empty);
         assert!(get.idempotent && !get.head_method);
 
-        let chunked = RequestHead::encode(&Method::POST, &path, &headers, true);
+        let chunked = RequestHead::encode(&Method::POST, &path, &headers, &[], true);
         assert!(chunked.bytes.ends_with(b"host: app.example\r\ntransfer-encoding: chunked\r\n\r\n"));
         assert_eq!(chunked.framing, RequestFraming::Chunked);
         assert!(!chunked.idempotent);
 
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("12"));
-        let sized = RequestHead::encode(&Method::PUT, &path, &headers, true);
+        let sized = RequestHead::encode(&Method::PUT, &path, &headers, &[], true);
         assert_eq!(sized.framing, RequestFraming::Length(12));
         assert!(!sized.bytes.windows(17).any(|w| w == b"transfer-encoding"));
     }
@@ -419,6 +500,53 @@ mod tests {
         assert_eq!(upgrade.response.status(), StatusCode::SWITCHING_PROTOCOLS);
         assert_eq!(upgrade.framing, ResponseFraming::Empty);
         assert!(!upgrade.keep_alive);
+    }
+
+    #[test]
+    fn hop_by_hop_fields_are_left_out_except_from_a_101() {
+        let head = parse(
+            b"HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Private\r\nKeep-Alive: timeout=5\r\nX-Private: 1\r\nTransfer-Encoding: chunked\r\nProxy-Authenticate: Basic\r\nX-App: 2\r\n\r\n",
+            false,
+        )
+        .unwrap()
+        .unwrap();
+        let names: Vec<&str> = head.response.headers().keys().map(HeaderName::as_str).collect();
+        assert_eq!(names, ["x-app"]);
+        assert_eq!(head.framing, ResponseFraming::Chunked);
+        assert!(head.keep_alive);
+        let upgrade =
+            parse(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", false)
+                .unwrap()
+                .unwrap();
+        assert_eq!(upgrade.response.headers()["upgrade"], "websocket");
+        assert_eq!(upgrade.response.headers()["connection"], "Upgrade");
+    }
+
+    #[test]
+    fn common_names_are_the_names_from_bytes_finds() {
+        for name in [
+            "Content-Type",
+            "Content-Length",
+            "Date",
+            "Server",
+            "Connection",
+            "Cache-Control",
+            "ETag",
+            "Last-Modified",
+            "Accept-Ranges",
+            "Set-Cookie",
+            "Vary",
+            "Content-Encoding",
+            "Transfer-Encoding",
+            "Location",
+            "Expires",
+        ] {
+            let expected = HeaderName::from_bytes(name.as_bytes()).unwrap();
+            assert_eq!(common_name(name.as_bytes()), Some(expected.clone()), "{name}");
+            assert_eq!(common_name(name.to_ascii_lowercase().as_bytes()), Some(expected), "{name}");
+        }
+        assert_eq!(common_name(b"X-Custom"), None);
+        assert_eq!(common_name(b"CONTENT-TYPE"), None, "other spellings take the general path");
     }
 
     #[test]

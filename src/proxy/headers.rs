@@ -45,6 +45,11 @@ fn hop_by_hop_index(name: &HeaderName) -> Option<usize> {
     }
 }
 
+/// Whether `name` is one of the fixed hop-by-hop fields (not those a `Connection` header names).
+pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {
+    hop_by_hop_index(name).is_some()
+}
+
 /// The scheme the client used to reach the proxy, sent upstream as `X-Forwarded-Proto`. The plain listener passes
 /// `Http`; the TLS listener will pass `Https` through the same serve path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,18 +146,12 @@ fn connection_tokens(headers: &HeaderMap) -> Vec<String> {
         .collect()
 }
 
-/// Sets the forwarding headers on a request about to go upstream: `X-Forwarded-For` gets the client address appended
-/// to whatever earlier proxies sent (all values joined into one, in order), `X-Forwarded-Proto` is replaced by
-/// `proto`, and `X-Forwarded-Host` is replaced by the `Host` the client sent. The previous values of the last two are
-/// not trusted: only this proxy knows how the client reached it.
-pub fn set_forwarded(
-    headers: &mut HeaderMap,
-    client: &HeaderValue,
-    proto: ForwardedProto,
-    original_host: &HeaderValue,
-) {
+/// The `X-Forwarded-For` value to send: the earlier proxies' entries (all values joined into one, in order), then
+/// `client`. (`X-Forwarded-Proto` and `X-Forwarded-Host` are not extended but replaced: only this proxy knows how
+/// the client reached it.)
+pub fn forwarded_for(headers: &HeaderMap, client: &HeaderValue) -> HeaderValue {
     let mut earlier = headers.get_all(&X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()).map(str::trim);
-    let chain = match earlier.next() {
+    match earlier.next() {
         // The usual case, a client that came straight here: the value is the connection's, made once.
         None => client.clone(),
         Some(first) => {
@@ -160,10 +159,7 @@ pub fn set_forwarded(
             chain.push(client.to_str().unwrap_or_default());
             HeaderValue::from_str(&chain.join(", ")).unwrap_or_else(|_| client.clone())
         }
-    };
-    headers.insert(X_FORWARDED_FOR, chain);
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto.as_str()));
-    headers.insert(X_FORWARDED_HOST, original_host.clone());
+    }
 }
 
 /// The `X-Forwarded-For` entry for a client address, made once per connection.
