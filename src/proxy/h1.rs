@@ -84,12 +84,24 @@ impl RequestHead {
         }
         if framing == RequestFraming::Chunked {
             bytes.extend_from_slice(b"transfer-encoding: chunked\r\n");
+        } else if framing == RequestFraming::Empty
+            && has_payload_semantics(method)
+            && !headers.contains_key(header::CONTENT_LENGTH)
+        {
+            // An empty POST from an HTTP/2 client carries no length; some servers refuse a POST without one (411).
+            bytes.extend_from_slice(b"content-length: 0\r\n");
         }
         bytes.extend_from_slice(b"\r\n");
         let idempotent = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT)
             || *method == Method::DELETE;
         RequestHead { bytes, framing, head_method: *method == Method::HEAD, idempotent }
     }
+}
+
+/// Whether a request body means something for `method` (RFC 9110 §9.3): not for GET, HEAD, DELETE, OPTIONS, TRACE
+/// or CONNECT, whose empty requests go without a length.
+fn has_payload_semantics(method: &Method) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD | Method::DELETE | Method::OPTIONS | Method::TRACE | Method::CONNECT)
 }
 
 /// How a response body is delimited (RFC 9112 §6.3).
@@ -450,6 +462,8 @@ mod tests {
         assert_eq!(get.framing, RequestFraming::Empty);
         assert!(get.idempotent && !get.head_method);
 
+        let empty_post = RequestHead::encode(&Method::POST, &path, &headers, &[], false);
+        assert!(empty_post.bytes.ends_with(b"host: app.example\r\ncontent-length: 0\r\n\r\n"));
         let chunked = RequestHead::encode(&Method::POST, &path, &headers, &[], true);
         assert!(chunked.bytes.ends_with(b"host: app.example\r\ntransfer-encoding: chunked\r\n\r\n"));
         assert_eq!(chunked.framing, RequestFraming::Chunked);
