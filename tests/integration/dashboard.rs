@@ -63,14 +63,19 @@ async fn a_person_sets_up_berth_deploys_from_git_manages_secrets_rolls_back_and_
     b.fill("#password", "correct horse battery").await;
     b.fill("#workspace_name", "Home").await;
     b.click("button[type=submit]").await;
-    let t = b.wait_text("Set up Berth", Duration::from_secs(5)).await;
-    assert!(
-        b.eval("return document.getElementById('token-error').textContent")
-            .await
-            .as_str()
-            .is_some_and(|e| !e.is_empty()),
-        "the token error sits next to the token field: {t}"
-    );
+    // The answer is the setup page again, with the error; until it has loaded the old page is still showing, so
+    // wait for the error itself rather than for the page's title.
+    let started = std::time::Instant::now();
+    loop {
+        let error = b.eval("return document.getElementById('token-error')?.textContent ?? ''").await;
+        if error.as_str().is_some_and(|e| !e.is_empty()) {
+            break;
+        }
+        let t = b.text().await;
+        assert!(started.elapsed() < Duration::from_secs(5), "the token error sits next to the token field: {t}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    b.wait_text("Set up Berth", Duration::from_secs(5)).await;
     b.screenshot("setup").await;
     b.fill("#token", &env.setup_token().unwrap()).await;
     b.fill("#password", "correct horse battery").await;
