@@ -76,11 +76,7 @@ impl RequestHead {
         let replaced = |name: &HeaderName| set.iter().any(|(set, _)| set == name);
         let fields = headers.iter().filter(|(name, _)| !replaced(name)).chain(set.iter().map(|(n, v)| (n, *v)));
         for (name, value) in fields {
-            // Values came from a parser that refuses CR and LF (httparse, h2) or from `HeaderValue`'s own checks.
-            bytes.extend_from_slice(name.as_str().as_bytes());
-            bytes.extend_from_slice(b": ");
-            bytes.extend_from_slice(value.as_bytes());
-            bytes.extend_from_slice(b"\r\n");
+            push_field(&mut bytes, name, value);
         }
         if framing == RequestFraming::Chunked {
             bytes.extend_from_slice(b"transfer-encoding: chunked\r\n");
@@ -92,10 +88,21 @@ impl RequestHead {
             bytes.extend_from_slice(b"content-length: 0\r\n");
         }
         bytes.extend_from_slice(b"\r\n");
-        let idempotent = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT)
-            || *method == Method::DELETE;
+        let idempotent = matches!(
+            *method,
+            Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+        );
         RequestHead { bytes, framing, head_method: *method == Method::HEAD, idempotent }
     }
+}
+
+/// Appends `name: value` and CRLF. Values came from a parser that refuses CR and LF (httparse, h2) or through
+/// `HeaderValue`'s own checks, so a field cannot end early and smuggle another.
+fn push_field(bytes: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
+    bytes.extend_from_slice(name.as_str().as_bytes());
+    bytes.extend_from_slice(b": ");
+    bytes.extend_from_slice(value.as_bytes());
+    bytes.extend_from_slice(b"\r\n");
 }
 
 /// Whether a request body means something for `method` (RFC 9110 §9.3): not for GET, HEAD, DELETE, OPTIONS, TRACE
@@ -429,10 +436,7 @@ pub(crate) fn chunk_size_line(len: usize) -> SmallVec<[u8; 18]> {
 pub(crate) fn last_chunk(trailers: Option<&HeaderMap>) -> Vec<u8> {
     let mut bytes = b"0\r\n".to_vec();
     for (name, value) in trailers.into_iter().flatten() {
-        bytes.extend_from_slice(name.as_str().as_bytes());
-        bytes.extend_from_slice(b": ");
-        bytes.extend_from_slice(value.as_bytes());
-        bytes.extend_from_slice(b"\r\n");
+        push_field(&mut bytes, name, value);
     }
     bytes.extend_from_slice(b"\r\n");
     bytes

@@ -144,13 +144,10 @@ pub fn router(state: AppState) -> Router<AppState> {
         .routes(routes!(databases::download_backup))
         .routes(routes!(databases::put_backup_schedule))
         .split_for_parts();
-    // Compact JSON, copied once the document (several MB of short-lived allocations while the routes are
-    // collected) is gone: the copy reuses that freed space, and the first string, at the top of the heap, can then
-    // go back to the system instead of keeping the whole build's pages resident for the life of the process.
-    let built = openapi.to_json().unwrap_or_else(|_| "{}".into());
+    // Compact JSON. Building the document takes several MB of short-lived allocations; their pages go back to the
+    // system when startup ends (`memory::release_freed_memory`).
+    let spec = bytes::Bytes::from(openapi.to_json().unwrap_or_else(|_| "{}".into()));
     drop(openapi);
-    let spec = bytes::Bytes::copy_from_slice(built.as_bytes());
-    drop(built);
     routes
         .route(
             "/api/openapi.json",
