@@ -195,10 +195,9 @@ impl Proxy {
             };
             self.stats.upgrade();
             tokio::spawn(splice(client_upgrade, tunnel, conn.tunnels.clone()));
-        }
-        // The response's hop-by-hop fields were left out as its head was read, which is also what HTTP/2 requires of
-        // a response relayed from HTTP/1.1 (RFC 9113 §8.2.2); a 101 keeps them until here, to keep its `Upgrade`.
-        if switching {
+            // Other responses lost their hop-by-hop fields as their head was read (which is also what HTTP/2
+            // requires of a response relayed from HTTP/1.1, RFC 9113 §8.2.2); a 101 keeps them until here, so that
+            // its `Upgrade` survives.
             headers::strip_hop_by_hop(response.headers_mut(), true);
         }
         Ok(response.map(|body| body.map_err(Into::into).boxed_unsync()))
