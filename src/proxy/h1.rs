@@ -66,8 +66,13 @@ impl RequestHead {
                 _ => RequestFraming::Chunked,
             }
         };
+        // Room for every field (those `set` replaces counted twice) and the fixed parts: growing the buffer half
+        // way cost two reallocations per request, a few percent of the proxy's time.
+        let field_len = |(name, value): (&HeaderName, &HeaderValue)| name.as_str().len() + value.len() + 4;
         let mut bytes = Vec::with_capacity(
-            64 + path.as_str().len() + headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum::<usize>(),
+            64 + path.as_str().len()
+                + headers.iter().map(field_len).sum::<usize>()
+                + set.iter().map(|(name, value)| field_len((name, value))).sum::<usize>(),
         );
         bytes.extend_from_slice(method.as_str().as_bytes());
         bytes.push(b' ');
