@@ -1,19 +1,26 @@
 //! Per-connection activity, so the serve loop can close client connections that sat idle for the idle timeout
-//! whatever protocol they speak.
+//! whatever protocol they speak, and [`watch`], which drives a connection and closes it when it is idle or the
+//! proxy stops.
 //!
-//! HTTP/1.1 has `header_read_timeout` for the wait between requests, but an HTTP/2 connection has no such timer (and
-//! neither has a connection still being sniffed for its protocol): without this, a client could hold idle HTTP/2
-//! connections open forever. A request counts as in flight from the moment it arrives until its response body has
-//! been sent or dropped, so a long download or an event stream is never cut for being "idle".
+//! This is the only timer a client connection has between requests: hyper's HTTP/1.1 `header_read_timeout` is off,
+//! as it allocated, armed and cancelled a timer for every request (a few percent of the proxy's time per request),
+//! and an HTTP/2 connection has no such timer at all (neither has a connection still being sniffed for its
+//! protocol). A request counts as in flight from the moment it arrives until its response body has been sent or
+//! dropped, so a long download or an event stream is never cut for being "idle"; a request head that has not
+//! arrived in full (a slow client, or one trickling bytes on purpose) is not in flight, so it does not keep the
+//! connection open either.
 
-use std::pin::Pin;
+use std::future::Future;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures_util::task::AtomicWaker;
 use hyper::body::{Body, Frame, SizeHint};
+use tokio_util::sync::CancellationToken;
 
 use super::{BoxError, ProxyBody};
 
@@ -56,6 +63,83 @@ impl Activity {
     fn touch(&self) {
         let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.last_ms.store(ms, Ordering::Relaxed);
+    }
+}
+
+/// How long a connection that was asked to close for idleness may take to do so before it is dropped (at most; the
+/// idle timeout when that is shorter). An idle HTTP/1.1 connection closes at once and an HTTP/2 client answers a
+/// GOAWAY by closing; what is left after this is a connection stuck half way through a request head.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// Drives `connection` to its end, asking it to close (`close`, a graceful shutdown) when `stop` fires or when no
+/// request has been in flight on it for `idle`. A connection still open [`CLOSE_GRACE`] (or `idle`, if shorter)
+/// after an idle close, with still nothing in flight, is dropped: `None`.
+///
+/// The timer and the stop signal wake this through a waker of their own ([`Watchers`]), so they are polled only
+/// when one of them fired, not each time the connection's socket wakes the task: polling them on every wake (as a
+/// `select!` does) was part of every request's cost.
+pub(crate) async fn watch<C: Future>(
+    connection: Pin<&mut C>,
+    close: impl Fn(Pin<&mut C>),
+    activity: &Activity,
+    idle: Duration,
+    stop: &CancellationToken,
+) -> Option<C::Output> {
+    let mut connection = connection;
+    let watchers = Arc::new(Watchers { fired: AtomicBool::new(true), task: AtomicWaker::new() });
+    let watchers_waker = Waker::from(watchers.clone());
+    let mut stopped = pin!(stop.cancelled());
+    let mut timer = pin!(tokio::time::sleep(idle));
+    // Whether the connection was asked to close, and since when, if it was for being idle.
+    let mut closing = false;
+    let mut idle_closed_at: Option<tokio::time::Instant> = None;
+    std::future::poll_fn(|cx| {
+        watchers.task.register(cx.waker());
+        if watchers.fired.swap(false, Ordering::AcqRel) {
+            let mut watchers_cx = Context::from_waker(&watchers_waker);
+            if !closing && stopped.as_mut().poll(&mut watchers_cx).is_ready() {
+                close(connection.as_mut());
+                closing = true;
+            }
+            while timer.as_mut().poll(&mut watchers_cx).is_ready() {
+                match (activity.idle_deadline(idle), idle_closed_at) {
+                    // Busy again, or not idle for long enough yet: look again then.
+                    (Some(deadline), _) => {
+                        idle_closed_at = None;
+                        timer.as_mut().reset(deadline);
+                    }
+                    (None, None) => {
+                        if !closing {
+                            close(connection.as_mut());
+                            closing = true;
+                        }
+                        let now = tokio::time::Instant::now();
+                        idle_closed_at = Some(now);
+                        timer.as_mut().reset(now + idle.min(CLOSE_GRACE));
+                    }
+                    (None, Some(_)) => return Poll::Ready(None),
+                }
+            }
+        }
+        connection.as_mut().poll(cx).map(Some)
+    })
+    .await
+}
+
+/// The waker [`watch`] polls its timer and stop signal with: it notes that one of them fired and wakes the task.
+struct Watchers {
+    fired: AtomicBool,
+    task: AtomicWaker,
+}
+
+impl Wake for Watchers {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.fired.store(true, Ordering::Release);
+        self.task.wake();
     }
 }
 

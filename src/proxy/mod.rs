@@ -118,7 +118,9 @@ impl Proxy {
     pub fn new(config: ProxyConfig) -> Arc<Proxy> {
         let upstreams = upstream::Upstreams::new(config.connect_timeout, config.idle_timeout);
         let mut server = auto::Builder::new(TokioExecutor::new());
-        server.http1().timer(TokioTimer::new()).header_read_timeout(config.idle_timeout).keep_alive(true);
+        // No header read timeout: `idle::watch` closes a connection whose next request head has not come in full within
+        // the idle timeout, with one timer per connection instead of one per request.
+        server.http1().timer(TokioTimer::new()).header_read_timeout(None).keep_alive(true);
         // HTTP/2 keeps hyper's limits (200 concurrent streams, rapid-reset protection); the timer is for its pings.
         server.http2().timer(TokioTimer::new());
         Arc::new(Proxy {
@@ -225,8 +227,8 @@ impl Proxy {
     /// protocol is chosen per connection by its first bytes: the HTTP/2 connection preface (RFC 9113 §3.4), which a
     /// client sends after negotiating `h2` by ALPN or with prior knowledge, or else HTTP/1.1.
     ///
-    /// A connection with no request in flight for the idle timeout is closed gracefully (for HTTP/1.1 the header
-    /// read timeout does the same between requests; HTTP/2 has no such timer of its own).
+    /// A connection with no request in flight for the idle timeout is closed gracefully, and dropped if it has not
+    /// closed a few seconds later (a request head trickling in); see [`idle::watch`].
     ///
     /// Accept errors (such as running out of file descriptors) are logged and retried after a short pause rather than
     /// returned, so a burst of connections cannot take the edge down. When `shutdown` fires the listener is dropped
@@ -305,29 +307,16 @@ impl Proxy {
                         return;
                     }
                 };
-                let mut connection = pin!(server.serve_connection_with_upgrades(TokioIo::new(io), service));
-                let mut closing = false;
-                let result = loop {
-                    // Only re-armed when it fires or shutdown begins, never per request.
-                    let idle_check = activity.idle_deadline(idle);
-                    tokio::select! {
-                        result = connection.as_mut() => break result,
-                        () = stop.cancelled(), if !closing => {
-                            // Finish the requests in flight, if any, then close instead of keeping the connection
-                            // alive (HTTP/2: GOAWAY, RFC 9113 §6.8).
-                            connection.as_mut().graceful_shutdown();
-                            closing = true;
-                        }
-                        () = sleep_until_or_now(idle_check), if !closing => {
-                            if activity.idle_deadline(idle).is_none() {
-                                connection.as_mut().graceful_shutdown();
-                                closing = true;
-                            }
-                        }
+                let connection = pin!(server.serve_connection_with_upgrades(TokioIo::new(io), service));
+                // Finish the requests in flight, if any, then close instead of keeping the connection alive
+                // (HTTP/2: GOAWAY, RFC 9113 §6.8).
+                let close = |connection: Pin<&mut _>| auto::UpgradeableConnection::graceful_shutdown(connection);
+                match idle::watch(connection, close, &activity, idle, &stop).await {
+                    Some(Err(error)) => {
+                        tracing::debug!(peer = %peer, error = %error, "client connection ended with an error");
                     }
-                };
-                if let Err(error) = result {
-                    tracing::debug!(peer = %peer, error = %error, "client connection ended with an error");
+                    Some(Ok(())) => {}
+                    None => tracing::debug!(peer = %peer, "client connection dropped: idle, and did not close"),
                 }
             });
         }
@@ -371,12 +360,5 @@ impl hyper::service::Service<Request<Incoming>> for ProxyService {
             let response = state.proxy.handle(req, &state.conn).await;
             Ok(response.map(|body| ConnBody::new(body, in_flight)))
         })
-    }
-}
-
-/// Sleeps until `deadline`; `None` (already past) is ready at once.
-async fn sleep_until_or_now(deadline: Option<tokio::time::Instant>) {
-    if let Some(deadline) = deadline {
-        tokio::time::sleep_until(deadline).await;
     }
 }

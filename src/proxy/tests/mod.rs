@@ -3,6 +3,7 @@
 mod failures;
 mod headers;
 mod http2;
+mod idle;
 mod routing;
 mod streaming;
 mod websocket;
