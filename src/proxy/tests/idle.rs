@@ -26,8 +26,9 @@ async fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
 #[tokio::test]
 async fn an_idle_keep_alive_connection_closes_but_not_while_a_request_is_in_flight() {
     let (a, slow) = upstream("a").await;
-    let proxy = start_proxy(ProxyConfig { idle_timeout: IDLE, ..ProxyConfig::default() }, &[("app.example.com", vec![a])])
-        .await;
+    let proxy =
+        start_proxy(ProxyConfig { idle_timeout: IDLE, ..ProxyConfig::default() }, &[("app.example.com", vec![a])])
+            .await;
     let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
     let started = slow.started.notified();
     stream.write_all(b"GET /slow HTTP/1.1\r\nHost: app.example.com\r\n\r\n").await.unwrap();
@@ -51,8 +52,9 @@ async fn an_idle_keep_alive_connection_closes_but_not_while_a_request_is_in_flig
 #[tokio::test]
 async fn a_request_head_that_never_completes_does_not_hold_the_connection() {
     let (a, _) = upstream("a").await;
-    let proxy = start_proxy(ProxyConfig { idle_timeout: IDLE, ..ProxyConfig::default() }, &[("app.example.com", vec![a])])
-        .await;
+    let proxy =
+        start_proxy(ProxyConfig { idle_timeout: IDLE, ..ProxyConfig::default() }, &[("app.example.com", vec![a])])
+            .await;
     let stream = TcpStream::connect(proxy.addr).await.unwrap();
     let (mut reader, mut writer) = stream.into_split();
     let opened = Instant::now();
