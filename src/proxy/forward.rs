@@ -144,16 +144,19 @@ impl Proxy {
             response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
             return Ok(response);
         }
-        // One load of the snapshot: the request is routed entirely by either the old or the new table.
-        let table = self.routes.load();
-        if conn.proto == ForwardedProto::Http
-            && table.is_https_only(&host)
-            && !req.uri().path().starts_with("/.well-known/acme-challenge/")
-        {
-            return Ok(self.redirect_to_https(&host, req.uri()));
-        }
-        let backend =
-            table.get_normalized(&host).cloned().ok_or_else(|| ProxyError::UnknownHost { host: host.to_string() })?;
+        // One load of the snapshot: the request is routed entirely by either the old or the new table. The guard is
+        // dropped before the replica is awaited: arc-swap has a few cheap guard slots per thread, and a guard held
+        // by each request in flight would push every other load onto its slower path.
+        let backend = {
+            let table = self.routes.load();
+            if conn.proto == ForwardedProto::Http
+                && table.is_https_only(&host)
+                && !req.uri().path().starts_with("/.well-known/acme-challenge/")
+            {
+                return Ok(self.redirect_to_https(&host, req.uri()));
+            }
+            table.get_normalized(&host).cloned().ok_or_else(|| ProxyError::UnknownHost { host: host.to_string() })?
+        };
         if backend.upstreams().is_empty() {
             return Err(ProxyError::NoReplicas { host: host.into_owned() });
         }
