@@ -79,20 +79,19 @@ const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// when one of them fired, not each time the connection's socket wakes the task: polling them on every wake (as a
 /// `select!` does) was part of every request's cost.
 pub(crate) async fn watch<C: Future>(
-    connection: Pin<&mut C>,
+    mut connection: Pin<&mut C>,
     close: impl Fn(Pin<&mut C>),
     activity: &Activity,
     idle: Duration,
     stop: &CancellationToken,
 ) -> Option<C::Output> {
-    let mut connection = connection;
     let watchers = Arc::new(Watchers { fired: AtomicBool::new(true), task: AtomicWaker::new() });
     let watchers_waker = Waker::from(watchers.clone());
     let mut stopped = pin!(stop.cancelled());
     let mut timer = pin!(tokio::time::sleep(idle));
-    // Whether the connection was asked to close, and since when, if it was for being idle.
+    // Whether the connection was asked to close, and whether that was for being idle (the timer then runs the grace).
     let mut closing = false;
-    let mut idle_closed_at: Option<tokio::time::Instant> = None;
+    let mut idle_closed = false;
     std::future::poll_fn(|cx| {
         watchers.task.register(cx.waker());
         if watchers.fired.swap(false, Ordering::AcqRel) {
@@ -102,22 +101,21 @@ pub(crate) async fn watch<C: Future>(
                 closing = true;
             }
             while timer.as_mut().poll(&mut watchers_cx).is_ready() {
-                match (activity.idle_deadline(idle), idle_closed_at) {
+                match (activity.idle_deadline(idle), idle_closed) {
                     // Busy again, or not idle for long enough yet: look again then.
                     (Some(deadline), _) => {
-                        idle_closed_at = None;
+                        idle_closed = false;
                         timer.as_mut().reset(deadline);
                     }
-                    (None, None) => {
+                    (None, false) => {
                         if !closing {
                             close(connection.as_mut());
                             closing = true;
                         }
-                        let now = tokio::time::Instant::now();
-                        idle_closed_at = Some(now);
-                        timer.as_mut().reset(now + idle.min(CLOSE_GRACE));
+                        idle_closed = true;
+                        timer.as_mut().reset(tokio::time::Instant::now() + idle.min(CLOSE_GRACE));
                     }
-                    (None, Some(_)) => return Poll::Ready(None),
+                    (None, true) => return Poll::Ready(None),
                 }
             }
         }

@@ -6,10 +6,17 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::{start_proxy, upstream};
+use super::{Slow, TestProxy, start_proxy, upstream};
 use crate::proxy::ProxyConfig;
 
 const IDLE: Duration = Duration::from_millis(300);
+
+/// A proxy with an idle timeout of [`IDLE`] in front of one upstream for `app.example.com`.
+async fn idle_proxy() -> (TestProxy, std::sync::Arc<Slow>) {
+    let (a, slow) = upstream("a").await;
+    let config = ProxyConfig { idle_timeout: IDLE, ..ProxyConfig::default() };
+    (start_proxy(config, &[("app.example.com", vec![a])]).await, slow)
+}
 
 /// Reads until the proxy closes the connection (or resets it); what came before.
 async fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
@@ -25,10 +32,7 @@ async fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
 
 #[tokio::test]
 async fn an_idle_keep_alive_connection_closes_but_not_while_a_request_is_in_flight() {
-    let (a, slow) = upstream("a").await;
-    let proxy =
-        start_proxy(ProxyConfig { idle_timeout: IDLE, ..ProxyConfig::default() }, &[("app.example.com", vec![a])])
-            .await;
+    let (proxy, slow) = idle_proxy().await;
     let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
     let started = slow.started.notified();
     stream.write_all(b"GET /slow HTTP/1.1\r\nHost: app.example.com\r\n\r\n").await.unwrap();
@@ -51,10 +55,7 @@ async fn an_idle_keep_alive_connection_closes_but_not_while_a_request_is_in_flig
 
 #[tokio::test]
 async fn a_request_head_that_never_completes_does_not_hold_the_connection() {
-    let (a, _) = upstream("a").await;
-    let proxy =
-        start_proxy(ProxyConfig { idle_timeout: IDLE, ..ProxyConfig::default() }, &[("app.example.com", vec![a])])
-            .await;
+    let (proxy, _) = idle_proxy().await;
     let stream = TcpStream::connect(proxy.addr).await.unwrap();
     let (mut reader, mut writer) = stream.into_split();
     let opened = Instant::now();
