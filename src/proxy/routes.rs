@@ -10,8 +10,43 @@ use std::time::{Duration, Instant};
 // Route keys are the operator's domains, not attacker input, and lookups are on every request: a fast hash.
 use foldhash::fast::RandomState;
 
-/// The replicas one request tries, in order; held inline for the usual handful of replicas.
-pub type AttemptOrder = smallvec::SmallVec<[SocketAddr; 4]>;
+/// The replicas one request tries, in order (see [`Backend::attempt_order`]). It is worked out as it is gone
+/// through rather than listed: every request's future holds it, and a list of addresses made those larger.
+#[derive(Debug)]
+pub struct AttemptOrder<'a>(Order<'a>);
+
+#[derive(Debug)]
+enum Order<'a> {
+    /// Up to 64 replicas: bit `i` of `ejected` says whether replica `i` was ejected when the order was made. Steps
+    /// `0..n` go round from `start` yielding the others, steps `n..2n` go round again yielding the ejected ones.
+    Lazy { upstreams: &'a [SocketAddr], start: usize, ejected: u64, step: usize },
+    /// More replicas than `u64` has bits: the order, listed.
+    Listed(std::vec::IntoIter<SocketAddr>),
+}
+
+impl Iterator for AttemptOrder<'_> {
+    type Item = SocketAddr;
+
+    fn next(&mut self) -> Option<SocketAddr> {
+        match &mut self.0 {
+            Order::Lazy { upstreams, start, ejected, step } => {
+                let n = upstreams.len();
+                // Without ejected replicas the second round has nothing to yield.
+                let end = if *ejected == 0 { n } else { 2 * n };
+                while *step < end {
+                    let second_round = *step >= n;
+                    let i = (*start + *step % n) % n;
+                    *step += 1;
+                    if ((*ejected >> i) & 1 == 1) == second_round {
+                        return upstreams.get(i).copied();
+                    }
+                }
+                None
+            }
+            Order::Listed(order) => order.next(),
+        }
+    }
+}
 
 /// One app's upstream replicas (container IP:port), load-balanced round robin.
 ///
@@ -56,25 +91,26 @@ impl Backend {
 
     /// The order in which one request should try the replicas: starting at the round-robin position, every replica
     /// not currently ejected, then the ejected ones (so that when all are ejected the request still probes them
-    /// rather than failing without trying). Each replica appears exactly once.
-    pub fn attempt_order(&self) -> AttemptOrder {
+    /// rather than failing without trying). Each replica appears exactly once: which are ejected is read as the
+    /// order is made, so ejecting one while going through the order does not bring it up again.
+    pub fn attempt_order(&self) -> AttemptOrder<'_> {
         let n = self.upstreams.len();
         if n == 0 {
-            return AttemptOrder::new();
+            return AttemptOrder(Order::Lazy { upstreams: &[], start: 0, ejected: 0, step: 0 });
         }
         let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
         // The clock is read only when some replica was ever ejected (the usual backend never was).
-        let now = if self.ejected_until.iter().any(|u| u.load(Ordering::Relaxed) > 0) { self.now_ms() } else { 0 };
-        let mut healthy = AttemptOrder::with_capacity(n);
-        let mut ejected = AttemptOrder::new();
-        for offset in 0..n {
-            let i = (start + offset) % n;
-            let until = self.ejected_until.get(i).map_or(0, |u| u.load(Ordering::Relaxed));
-            let addr = self.upstreams[i % n];
-            if until > now { ejected.push(addr) } else { healthy.push(addr) }
+        let ever = self.ejected_until.iter().any(|u| u.load(Ordering::Relaxed) > 0);
+        let now = if ever { self.now_ms() } else { 0 };
+        let ejected = |i: usize| ever && self.ejected_until.get(i).is_some_and(|u| u.load(Ordering::Relaxed) > now);
+        if n <= 64 {
+            let ejected = (0..n).filter(|&i| ejected(i)).fold(0u64, |mask, i| mask | 1 << i);
+            return AttemptOrder(Order::Lazy { upstreams: &self.upstreams, start, ejected, step: 0 });
         }
-        healthy.extend(ejected);
-        healthy
+        let (mut healthy, skipped): (Vec<usize>, Vec<usize>) =
+            (0..n).map(|offset| (start + offset) % n).partition(|&i| !ejected(i));
+        healthy.extend(skipped);
+        AttemptOrder(Order::Listed(healthy.into_iter().map(|i| self.upstreams[i]).collect::<Vec<_>>().into_iter()))
     }
 
     /// Marks `addr` as failing for `duration`: requests try it last until then. Unknown addresses are ignored.

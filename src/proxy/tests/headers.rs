@@ -44,13 +44,35 @@ fn backend_round_robins_and_tries_ejected_replicas_last() {
     let b = SocketAddr::from(([127, 0, 0, 1], 2));
     let c = SocketAddr::from(([127, 0, 0, 1], 3));
     let backend = Backend::new(vec![a, b, c]);
-    assert_eq!(backend.attempt_order().as_slice(), [a, b, c]);
-    assert_eq!(backend.attempt_order().as_slice(), [b, c, a]);
+    let order = |backend: &Backend| backend.attempt_order().collect::<Vec<_>>();
+    assert_eq!(order(&backend), [a, b, c]);
+    assert_eq!(order(&backend), [b, c, a]);
     backend.eject(c, Duration::from_secs(60));
     assert!(backend.is_ejected(c));
-    assert_eq!(backend.attempt_order().as_slice(), [a, b, c]);
-    assert_eq!(backend.attempt_order().as_slice(), [a, b, c]);
-    assert!(Backend::new(vec![]).attempt_order().is_empty());
+    assert_eq!(order(&backend), [a, b, c]);
+    assert_eq!(order(&backend), [a, b, c]);
+    // Ejecting a replica while its request goes through the order (a failed connect) does not bring it up again.
+    let mut attempts = backend.attempt_order();
+    let first = attempts.next().unwrap();
+    backend.eject(first, Duration::from_secs(60));
+    assert_eq!([first].into_iter().chain(attempts).collect::<Vec<_>>(), [b, a, c]);
+    // Every replica is still tried when all are ejected.
+    assert_eq!(order(&backend).len(), 3);
+    assert_eq!(Backend::new(vec![]).attempt_order().count(), 0);
+}
+
+#[test]
+fn attempt_order_of_a_backend_with_more_replicas_than_the_lazy_order_tracks() {
+    let addrs: Vec<SocketAddr> = (1..=100).map(|port| SocketAddr::from(([127, 0, 0, 1], port))).collect();
+    let backend = Backend::new(addrs.clone());
+    backend.eject(addrs[0], Duration::from_secs(60));
+    backend.eject(addrs[70], Duration::from_secs(60));
+    let order: Vec<SocketAddr> = backend.attempt_order().collect();
+    let mut expected: Vec<SocketAddr> = addrs.iter().copied().filter(|a| *a != addrs[0] && *a != addrs[70]).collect();
+    expected.extend([addrs[0], addrs[70]]);
+    assert_eq!(order, expected);
+    // The next request starts one further round.
+    assert_eq!(backend.attempt_order().next(), Some(addrs[1]));
 }
 
 #[test]
