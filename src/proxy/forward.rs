@@ -1,6 +1,7 @@
 //! Forwarding one request: route by host, pick a replica, retry connect failures, splice upgrades.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use http_body_util::BodyExt;
 use hyper::body::{Body, Incoming};
@@ -39,23 +40,84 @@ fn request_host(req: &Request<Incoming>) -> String {
         .unwrap_or_default()
 }
 
+/// Where [`Proxy::route`] left a request.
+pub(crate) enum Step {
+    /// Answered as it is: an ACME HTTP-01 challenge.
+    Answered(Response<ProxyBody>),
+    /// Answered by the proxy itself (an error, a redirect, a verification token); still to be [finished].
+    ///
+    /// [finished]: Proxy::finish
+    Local(Finishing, Result<Response<ProxyBody>, ProxyError>),
+    /// To be sent to a replica with [`Proxy::exchange`], then finished.
+    Forward(Finishing, Exchange),
+}
+
+/// What finishing a response needs of its request: the `X-Request-Id`, whether HSTS applies, and the access-log
+/// entry's fields.
+pub(crate) struct Finishing {
+    request_id: HeaderValue,
+    hsts: u32,
+    hsts_host: Option<String>,
+    logged: Option<(hyper::Method, String, String, std::time::Instant)>,
+}
+
+/// What the exchange with a replica needs, taken out of the routed request. The request itself is gone by then:
+/// the future that awaits the replica (which hyper allocates for every request) would otherwise hold it.
+pub(crate) struct Exchange {
+    backend: Arc<Backend>,
+    /// The request's host as it was sent (error messages normalise it again).
+    host: HeaderValue,
+    head: RequestHead,
+    /// `None` for a request without a body, and once the body was taken by an attempt.
+    body: Option<Incoming>,
+    client_upgrade: Option<OnUpgrade>,
+}
+
+impl Exchange {
+    /// The route key of the request's host, for error messages and logs.
+    fn host(&self) -> String {
+        route_key(&self.host)
+    }
+}
+
+fn route_key(host: &HeaderValue) -> String {
+    normalized(host.to_str().unwrap_or_default()).into_owned()
+}
+
 impl Proxy {
-    /// Answers one client request: the upstream's response, or an error page from [`error_response`]. Either way the
-    /// response carries the request's `X-Request-Id`.
-    pub(crate) async fn handle(&self, req: Request<Incoming>, conn: &ConnInfo) -> Response<ProxyBody> {
+    /// Routes one client request without waiting on anything: answers what the proxy answers itself, or takes out
+    /// of the request what the exchange with a replica needs. [`Proxy::exchange`] and [`Proxy::finish`] complete it.
+    pub(crate) fn route(&self, req: Request<Incoming>, conn: &ConnInfo) -> Step {
         self.stats.request();
         if let Some(answer) = self.answer_http01(&req) {
-            return answer;
+            return Step::Answered(answer);
         }
         let request_id = headers::request_id(req.headers());
         let hsts = self.hsts_max_age.load(std::sync::atomic::Ordering::Relaxed);
         let hsts_host = (hsts > 0 && conn.proto == ForwardedProto::Https).then(|| request_host(&req));
-        let logged = self.access.get().map(|log| {
+        let logged = self.access.get().map(|_| {
             let host = hsts_host.clone().unwrap_or_else(|| request_host(&req));
             let path = req.uri().path().chars().take(1024).collect::<String>();
-            (log, req.method().clone(), host, path, std::time::Instant::now())
+            (req.method().clone(), host, path, std::time::Instant::now())
         });
-        let mut response = match self.forward(req, conn, &request_id).await {
+        let finishing = Finishing { request_id, hsts, hsts_host, logged };
+        match self.prepare(req, conn, &finishing.request_id) {
+            Ok(Ok(exchange)) => Step::Forward(finishing, exchange),
+            Ok(Err(response)) => Step::Local(finishing, Ok(response)),
+            Err(error) => Step::Local(finishing, Err(error)),
+        }
+    }
+
+    /// Turns the outcome of a request into its response (an error page from [`error_response`] for an error),
+    /// records it in the access log, and adds HSTS and the request's `X-Request-Id`.
+    pub(crate) fn finish(
+        &self,
+        finishing: Finishing,
+        outcome: Result<Response<ProxyBody>, ProxyError>,
+        conn: &ConnInfo,
+    ) -> Response<ProxyBody> {
+        let Finishing { request_id, hsts, hsts_host, logged } = finishing;
+        let mut response = match outcome {
             Ok(response) => response,
             Err(error) => {
                 self.stats.error(&error);
@@ -68,7 +130,8 @@ impl Proxy {
                 error_response(&error, &request_id)
             }
         };
-        if let Some((log, method, host, path, started)) = logged
+        if let Some((method, host, path, started)) = logged
+            && let Some(log) = self.access.get()
             && log.wants(&method, response.status().as_u16())
         {
             log.record(super::AccessEntry {
@@ -93,7 +156,6 @@ impl Proxy {
         response.headers_mut().insert(X_REQUEST_ID, request_id);
         response
     }
-
     /// `308 Permanent Redirect` to the same URL over HTTPS (the method and body are kept by the client).
     fn redirect_to_https(&self, host: &str, uri: &hyper::Uri) -> Response<ProxyBody> {
         let path = uri.path_and_query().map_or("/", |p| p.as_str());
@@ -113,24 +175,23 @@ impl Proxy {
         response
     }
 
-    async fn forward(
+    /// Routes a request by its host: the exchange with one of its replicas, or the proxy's own answer (a redirect
+    /// to HTTPS, a domain verification token).
+    fn prepare(
         &self,
         mut req: Request<Incoming>,
         conn: &ConnInfo,
         request_id: &HeaderValue,
-    ) -> Result<Response<ProxyBody>, ProxyError> {
+    ) -> Result<Result<Exchange, Response<ProxyBody>>, ProxyError> {
         if req.method() == hyper::Method::CONNECT {
             return Err(ProxyError::BadRequest { reason: "uses CONNECT, which this server does not support" });
         }
         // For an absolute-form target the authority wins over `Host` (RFC 9112 §3.2.2).
-        let original_host = match req.uri().authority() {
+        let host_value = match req.uri().authority() {
             Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
             None => req.headers().get(header::HOST).cloned(),
         }
         .ok_or(ProxyError::BadRequest { reason: "does not name a host" })?;
-        // The header value shares the request's buffer: this clone is a reference count, and lets `host` borrow it
-        // while the original goes upstream.
-        let host_value = original_host.clone();
         let host = normalized(
             host_value.to_str().map_err(|_| ProxyError::BadRequest { reason: "has a host that is not ASCII" })?,
         );
@@ -142,24 +203,26 @@ impl Proxy {
                 http_body_util::Full::new(bytes::Bytes::from(token)).map_err(|never| match never {}).boxed_unsync();
             let mut response = Response::new(body);
             response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-            return Ok(response);
+            return Ok(Err(response));
         }
         // One load of the snapshot: the request is routed entirely by either the old or the new table. The guard is
-        // dropped before the replica is awaited: arc-swap has a few cheap guard slots per thread, and a guard held
-        // by each request in flight would push every other load onto its slower path.
+        // dropped once the request is routed: arc-swap has a few cheap guard slots per thread, and a guard held by
+        // each request in flight would push every other load onto its slower path.
         let backend = {
             let table = self.routes.load();
             if conn.proto == ForwardedProto::Http
                 && table.is_https_only(&host)
                 && !req.uri().path().starts_with("/.well-known/acme-challenge/")
             {
-                return Ok(self.redirect_to_https(&host, req.uri()));
+                return Ok(Err(self.redirect_to_https(&host, req.uri())));
             }
             table.get_normalized(&host).cloned().ok_or_else(|| ProxyError::UnknownHost { host: host.to_string() })?
         };
         if backend.upstreams().is_empty() {
             return Err(ProxyError::NoReplicas { host: host.into_owned() });
         }
+        // `host` borrows the value that goes into the exchange.
+        drop(host);
 
         // HTTP/2 has no `Upgrade` mechanism (RFC 9113 §8.6); only an HTTP/1.1 client can switch protocols.
         let upgrade = req.version() < Version::HTTP_2 && headers::is_upgrade(req.headers());
@@ -175,24 +238,34 @@ impl Proxy {
         let forwarded_for = headers::forwarded_for(&outgoing, &conn.client_address);
         let proto = HeaderValue::from_static(conn.proto.as_str());
         let set = [
-            (header::HOST, &original_host),
+            (header::HOST, &host_value),
             (X_FORWARDED_FOR, &forwarded_for),
             (X_FORWARDED_PROTO, &proto),
-            (X_FORWARDED_HOST, &original_host),
+            (X_FORWARDED_HOST, &host_value),
             (X_REQUEST_ID, request_id),
         ];
         // Upstreams always get HTTP/1.1 in origin form (RFC 9112 §3.2.1): keep-alive and upgrades depend on it, and
         // the replica is reached directly, `Host` says which site.
-        let head =
-            RequestHead::encode(&parts.method, &path_and_query(&parts.uri), &outgoing, &set, !body.is_end_stream());
+        let has_body = !body.is_end_stream();
+        let head = RequestHead::encode(&parts.method, &path_and_query(&parts.uri), &outgoing, &set, has_body);
+        Ok(Ok(Exchange { backend, host: host_value, head, body: has_body.then_some(body), client_upgrade }))
+    }
 
-        let mut response = self.send_with_retry(&backend, &host, &head, body).await?;
-        let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
-        if switching {
+    /// Sends a routed request to its replicas (see [`Proxy::send_with_retry`]) and relays the answer; a `101
+    /// Switching Protocols` starts splicing the upgraded connection.
+    pub(crate) async fn exchange(
+        &self,
+        exchange: &mut Exchange,
+        conn: &ConnInfo,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        let mut response = self.send_with_retry(exchange).await?;
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
             // A 101 for a request that did not ask to upgrade breaks the protocol (RFC 9110 §15.2.2).
-            let (Some(client_upgrade), Some(tunnel)) = (client_upgrade, response.body_mut().take_tunnel()) else {
+            let (Some(client_upgrade), Some(tunnel)) =
+                (exchange.client_upgrade.take(), response.body_mut().take_tunnel())
+            else {
                 return Err(ProxyError::BadGateway {
-                    host: host.into_owned(),
+                    host: exchange.host(),
                     source: "upstream switched protocols unasked".into(),
                 });
             };
@@ -206,41 +279,37 @@ impl Proxy {
         Ok(response.map(|body| body.map_err(Into::into).boxed_unsync()))
     }
 
-    /// Sends `head` and `body` to the backend's replicas in round-robin order until one answers. A replica that
-    /// cannot be connected to is ejected and the next one tried, which is safe because nothing was sent to it (the
-    /// body is taken only once a connection is open); any other failure ends the request (the upstream may have
-    /// acted on it).
-    async fn send_with_retry(
-        &self,
-        backend: &Backend,
-        host: &str,
-        head: &RequestHead,
-        body: Incoming,
-    ) -> Result<Response<ResponseBody>, ProxyError> {
-        let bodiless = body.is_end_stream();
-        let mut body = (!bodiless).then_some(body);
-        let mut last_error: Option<SendError> = None;
+    /// Sends the request to the backend's replicas in round-robin order until one answers. A replica that cannot
+    /// be connected to is ejected and the next one tried, which is safe because nothing was sent to it (the body is
+    /// taken only once a connection is open); any other failure ends the request (the upstream may have acted on
+    /// it).
+    async fn send_with_retry(&self, exchange: &mut Exchange) -> Result<Response<ResponseBody>, ProxyError> {
+        let Exchange { backend, host, head, body, .. } = exchange;
+        let bodiless = body.is_none();
+        // Boxed, as the error path is rare and the future of every request would hold it.
+        let mut last_error: Option<Box<SendError>> = None;
         for addr in backend.attempt_order() {
             if !bodiless && body.is_none() {
                 break;
             }
-            match tokio::time::timeout(self.config.response_timeout, self.upstreams.send(addr, head, &mut body)).await {
+            match tokio::time::timeout(self.config.response_timeout, self.upstreams.send(&addr, head, body)).await {
                 Ok(Ok(response)) => return Ok(response),
                 Ok(Err(error @ SendError::Connect { .. })) => {
+                    let host = route_key(host);
                     tracing::warn!(upstream = %addr, host, error = %error, "upstream connect failed; ejecting it");
                     self.stats.connect_failure();
                     backend.eject(addr, self.config.eject_for);
-                    last_error = Some(error);
+                    last_error = Some(Box::new(error));
                 }
-                Ok(Err(error)) => return Err(ProxyError::BadGateway { host: host.to_owned(), source: error.into() }),
-                Err(_elapsed) => return Err(ProxyError::Timeout { host: host.to_owned() }),
+                Ok(Err(error)) => return Err(ProxyError::BadGateway { host: route_key(host), source: error.into() }),
+                Err(_elapsed) => return Err(ProxyError::Timeout { host: route_key(host) }),
             }
         }
         let source = match last_error {
             Some(error) => error.into(),
             None => "the request body was already sent".into(),
         };
-        Err(ProxyError::BadGateway { host: host.to_owned(), source })
+        Err(ProxyError::BadGateway { host: route_key(host), source })
     }
 }
 

@@ -48,7 +48,7 @@ pub use idle::ConnBody;
 pub use routes::{Backend, RouteTable, normalize_host};
 pub use stats::ProxyStats;
 
-use forward::ConnInfo;
+use forward::{ConnInfo, Step};
 use idle::Activity;
 use stats::Counters;
 
@@ -356,9 +356,21 @@ impl hyper::service::Service<Request<Incoming>> for ProxyService {
         let state = self.0.clone();
         // In flight until the response body is done (or the request is dropped half way).
         let in_flight = state.activity.begin();
-        Box::pin(async move {
-            let response = state.proxy.handle(req, &state.conn).await;
-            Ok(response.map(|body| ConnBody::new(body, in_flight)))
-        })
+        // Routed here, without waiting on anything: the future hyper allocates for the request holds only what the
+        // exchange with the replica needs, not the request itself.
+        match state.proxy.route(req, &state.conn) {
+            Step::Answered(response) => {
+                Box::pin(std::future::ready(Ok(response.map(|body| ConnBody::new(body, in_flight)))))
+            }
+            Step::Local(finishing, outcome) => {
+                let response = state.proxy.finish(finishing, outcome, &state.conn);
+                Box::pin(std::future::ready(Ok(response.map(|body| ConnBody::new(body, in_flight)))))
+            }
+            Step::Forward(finishing, mut exchange) => Box::pin(async move {
+                let outcome = state.proxy.exchange(&mut exchange, &state.conn).await;
+                let response = state.proxy.finish(finishing, outcome, &state.conn);
+                Ok(response.map(|body| ConnBody::new(body, in_flight)))
+            }),
+        }
     }
 }

@@ -151,20 +151,16 @@ impl Upstreams {
     /// replica closed without a byte of answer to a request that has no body and may be repeated.
     pub(crate) async fn send(
         &self,
-        addr: SocketAddr,
+        addr: &SocketAddr,
         head: &RequestHead,
         body: &mut Option<Incoming>,
     ) -> Result<Response<ResponseBody>, SendError> {
-        let mut pooled = self.checkout(addr);
+        // The future of every request holds this one's: what is kept across its awaits is kept small (one
+        // connection, the arguments by reference, the rare paths boxed).
+        let addr = *addr;
+        let (mut conn, mut reused) = self.open(addr).await?;
         loop {
-            let reused = pooled.is_some();
-            let mut conn = match pooled.take() {
-                Some(conn) => conn,
-                // Boxed: the connect path's state is large and rarely taken, and every request's future would
-                // otherwise carry (and move) it.
-                None => Box::pin(self.connect(addr)).await.map_err(|source| SendError::Connect { addr, source })?,
-            };
-            match exchange(&mut conn, head, body).await {
+            let failure = match exchange(&mut conn, head, body).await {
                 Ok((parsed, complete)) => {
                     let reusable = parsed.keep_alive && complete;
                     let upgraded = parsed.response.status() == StatusCode::SWITCHING_PROTOCOLS;
@@ -172,12 +168,30 @@ impl Upstreams {
                     let body = ResponseBody::new(conn, parsed.framing, pool, upgraded);
                     return Ok(parsed.response.map(|()| body));
                 }
-                Err(failure) if reused && failure.retry_safe => {
-                    tracing::debug!(upstream = %addr, error = %failure.source, "pooled connection was closed; reconnecting");
-                }
-                Err(failure) => return Err(SendError::Exchange { addr, source: failure.source }),
+                Err(failure) => failure,
+            };
+            if !(reused && failure.retry_safe) {
+                return Err(SendError::Exchange { addr, source: failure.source });
             }
+            tracing::debug!(upstream = %addr, error = %failure.source, "pooled connection was closed; reconnecting");
+            drop(failure);
+            conn = self.connect_boxed(addr).await?;
+            reused = false;
         }
+    }
+
+    /// A connection to `addr`, and whether it came from the pool.
+    async fn open(&self, addr: SocketAddr) -> Result<(Conn, bool), SendError> {
+        if let Some(conn) = self.checkout(addr) {
+            return Ok((conn, true));
+        }
+        Ok((self.connect_boxed(addr).await?, false))
+    }
+
+    /// [`Upstreams::connect`], boxed: the connect path's state is large and rarely taken, and every request's
+    /// future would otherwise carry (and move) it.
+    async fn connect_boxed(&self, addr: SocketAddr) -> Result<Conn, SendError> {
+        Box::pin(self.connect(addr)).await.map_err(|source| SendError::Connect { addr, source })
     }
 }
 
@@ -204,8 +218,8 @@ async fn exchange(
         return Err(Failure { source, retry_safe: true });
     }
     let body = if head.framing == RequestFraming::Empty { None } else { body.take() };
-    let Some(body) = body else {
-        return match read_head(&mut conn.stream, &mut conn.buf, head.head_method).await {
+    match body {
+        None => match read_head(&mut conn.stream, &mut conn.buf, head.head_method).await {
             Ok(parsed) => Ok((parsed, true)),
             Err(source) => {
                 // Closed (or reset) without a byte of answer: for an idempotent request it is safe to resend.
@@ -216,8 +230,20 @@ async fn exchange(
                     );
                 Err(Failure { source, retry_safe: silent && head.idempotent })
             }
-        };
-    };
+        },
+        // Boxed: streaming a body while reading the answer holds the state of both, which every bodiless request's
+        // future (and the allocation hyper makes for it) would otherwise carry too.
+        Some(body) => Box::pin(exchange_with_body(conn, head, body)).await,
+    }
+}
+
+/// The rest of [`exchange`] for a request with a body: streams it while reading the response head, as a replica may
+/// answer before it has read the whole body.
+async fn exchange_with_body(
+    conn: &mut Conn,
+    head: &RequestHead,
+    body: Incoming,
+) -> Result<(h1::ResponseHead, bool), Failure> {
     let (mut reader, mut writer) = conn.stream.split();
     let mut sending = pin!(send_body(&mut writer, body, head.framing));
     let mut receiving = pin!(read_head(&mut reader, &mut conn.buf, head.head_method));
