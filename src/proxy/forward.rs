@@ -73,15 +73,9 @@ pub(crate) struct Exchange {
     client_upgrade: Option<OnUpgrade>,
 }
 
-impl Exchange {
-    /// The route key of the request's host, for error messages and logs.
-    fn host(&self) -> String {
-        route_key(&self.host)
-    }
-}
-
+/// The route key of a request's host, for error messages and logs.
 fn route_key(host: &HeaderValue) -> String {
-    normalized(host.to_str().unwrap_or_default()).into_owned()
+    normalize_host(host.to_str().unwrap_or_default())
 }
 
 impl Proxy {
@@ -156,6 +150,7 @@ impl Proxy {
         response.headers_mut().insert(X_REQUEST_ID, request_id);
         response
     }
+
     /// `308 Permanent Redirect` to the same URL over HTTPS (the method and body are kept by the client).
     fn redirect_to_https(&self, host: &str, uri: &hyper::Uri) -> Response<ProxyBody> {
         let path = uri.path_and_query().map_or("/", |p| p.as_str());
@@ -265,7 +260,7 @@ impl Proxy {
                 (exchange.client_upgrade.take(), response.body_mut().take_tunnel())
             else {
                 return Err(ProxyError::BadGateway {
-                    host: exchange.host(),
+                    host: route_key(&exchange.host),
                     source: "upstream switched protocols unasked".into(),
                 });
             };

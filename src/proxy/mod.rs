@@ -358,19 +358,17 @@ impl hyper::service::Service<Request<Incoming>> for ProxyService {
         let in_flight = state.activity.begin();
         // Routed here, without waiting on anything: the future hyper allocates for the request holds only what the
         // exchange with the replica needs, not the request itself.
-        match state.proxy.route(req, &state.conn) {
-            Step::Answered(response) => {
-                Box::pin(std::future::ready(Ok(response.map(|body| ConnBody::new(body, in_flight)))))
+        let response = match state.proxy.route(req, &state.conn) {
+            Step::Answered(response) => response,
+            Step::Local(finishing, outcome) => state.proxy.finish(finishing, outcome, &state.conn),
+            Step::Forward(finishing, mut exchange) => {
+                return Box::pin(async move {
+                    let outcome = state.proxy.exchange(&mut exchange, &state.conn).await;
+                    let response = state.proxy.finish(finishing, outcome, &state.conn);
+                    Ok(response.map(|body| ConnBody::new(body, in_flight)))
+                });
             }
-            Step::Local(finishing, outcome) => {
-                let response = state.proxy.finish(finishing, outcome, &state.conn);
-                Box::pin(std::future::ready(Ok(response.map(|body| ConnBody::new(body, in_flight)))))
-            }
-            Step::Forward(finishing, mut exchange) => Box::pin(async move {
-                let outcome = state.proxy.exchange(&mut exchange, &state.conn).await;
-                let response = state.proxy.finish(finishing, outcome, &state.conn);
-                Ok(response.map(|body| ConnBody::new(body, in_flight)))
-            }),
-        }
+        };
+        Box::pin(std::future::ready(Ok(response.map(|body| ConnBody::new(body, in_flight)))))
     }
 }
