@@ -8,29 +8,22 @@
 //! kernel in THP `madvise` mode that took an idle Berth from 20 to 43 MiB.
 //!
 //! Startup allocates a lot that it frees again: the OpenAPI document is assembled from every route's fragments
-//! (a peak of several MiB of short-lived allocations), migrations and the first queries fill SQLite's buffers. Neither
-//! allocator hands such pages back at once (mimalloc purges after a delay, when it next allocates; glibc only from the
-//! very top of its heap), so without [`release_freed_memory`] an idle Berth would hold about 5 MiB it no longer uses.
-//! It asks both to return their free pages once: mimalloc for Rust's allocations, glibc's `malloc_trim` for the C
-//! code's (SQLite). Measured with the foundation benchmark: idle RSS 20.8 MiB (it was 20.1 with glibc alone).
+//! (a peak of several MiB of short-lived allocations), migrations and the first queries fill SQLite's buffers.
+//! mimalloc purges freed pages only after a delay, when it next allocates, so an idle Berth would keep them;
+//! [`release_freed_memory`] has it return them once. Idle RSS: 20.8–22.0 MiB (by hand and with the foundation
+//! benchmark). glibc's `malloc_trim`, which this used to call, is gone: only SQLite's C code still allocates from
+//! glibc, and trimming it saved about 0.3 MiB, within the spread between runs.
 
 /// Every Rust allocation goes through mimalloc. Declared in the library, so the tests and benchmarks (which link it)
 /// measure the allocator Berth ships with.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Returns the allocators' free pages to the OS; called once, when startup is done.
+/// Returns the allocator's free pages to the OS; called once, when startup is done.
 pub fn release_freed_memory() {
     #[allow(unsafe_code)]
     // SAFETY: `mi_collect` takes no pointers; it frees mimalloc's own empty pages and may be called from any thread.
     unsafe {
         libmimalloc_sys::mi_collect(true);
-    }
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    #[allow(unsafe_code)]
-    // SAFETY: `malloc_trim` takes no pointers and only rearranges glibc's own free lists under its arena locks; it is
-    // safe to call from any thread at any time.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }
