@@ -344,12 +344,13 @@ impl Services {
             .await
     }
 
-    /// `DELETE /workspaces/:ws/projects/:p` (admin): removes the project with its environments, variables and git
-    /// connection. (Its containers and volumes are handled by the deploy layer, which never deletes volumes
-    /// implicitly.)
+    /// `DELETE /workspaces/:ws/projects/:p` (admin): removes the project with its environments, variables, git
+    /// connection, deployments and domains; its replicas stop serving at once and are stopped and removed. Its
+    /// volumes are kept (nothing holding data is deleted implicitly).
     pub async fn delete_project(&self, actor: &Actor, ws: &str, project: &str) -> Result<Project, ServiceError> {
         let (actor, ws, project) = (actor.clone(), ws.to_owned(), project.to_owned());
-        self.store
+        let deleted = self
+            .store
             .write(move |tx| {
                 let (access, p) = resolve_project(tx, &actor, &ws, &project)?;
                 access.require(Role::Admin, "deleting a project")?;
@@ -363,9 +364,13 @@ impl Services {
                         serde_json::json!({"name": p.name}),
                     ),
                 )?;
-                Ok(p)
+                Ok::<_, ServiceError>(p)
             })
-            .await
+            .await?;
+        // Its deployments went with it: the routes to its replicas go now, then the replicas.
+        self.refresh_routes().await;
+        self.remove_project_containers(&deleted.id).await;
+        Ok(deleted)
     }
 
     /// `GET …/projects/:p/environments`: any member.

@@ -142,15 +142,18 @@ impl Services {
             .await
     }
 
-    /// `DELETE /workspaces/:ws` (owner): removes the workspace with its members, invitations and keys.
-    /// The audit trail is kept.
+    /// `DELETE /workspaces/:ws` (owner): removes the workspace with its members, invitations, keys and projects,
+    /// whose replicas are stopped and removed as when each project is deleted (volumes are kept). Refused (409)
+    /// while it has databases. The audit trail is kept.
     pub async fn delete_workspace(&self, actor: &Actor, slug: &str) -> Result<(), ServiceError> {
         let (actor, slug) = (actor.clone(), slug.to_owned());
-        self.store
+        let (workspace, projects) = self
+            .store
             .write(move |tx| {
                 let access = resolve(tx, &actor, &slug)?;
                 access.require(Role::Owner, "deleting a workspace")?;
                 Services::refuse_if_databases(tx, &access.workspace)?;
+                let projects = store::projects::ids_in_workspace(tx, &access.workspace.id)?;
                 store::workspaces::delete(tx, &access.workspace.id)?;
                 store::audit::insert(
                     tx,
@@ -161,8 +164,17 @@ impl Services {
                         serde_json::json!({"name": access.workspace.name}),
                     ),
                 )?;
-                Ok(())
+                Ok::<_, ServiceError>((access.workspace, projects))
             })
-            .await
+            .await?;
+        // As for each deleted project: routes first, then the replicas (volumes stay); then the workspace's network.
+        self.refresh_routes().await;
+        for project in &projects {
+            self.remove_project_containers(project).await;
+        }
+        if let Err(e) = self.docker.remove_network(&super::deployer::network_name(&workspace)).await {
+            tracing::warn!(error = %e, workspace = %workspace.slug, "while removing a deleted workspace's network");
+        }
+        Ok(())
     }
 }

@@ -116,6 +116,15 @@ pub fn list(conn: &Connection, workspace_id: &str, page: PageRequest) -> Result<
     Ok(Paged { items, total })
 }
 
+/// The ids of a workspace's projects.
+pub fn ids_in_workspace(conn: &Connection, workspace_id: &str) -> Result<Vec<String>, StoreError> {
+    let ids = conn
+        .prepare_cached("SELECT id FROM projects WHERE workspace_id = ?1 ORDER BY created_at, id")?
+        .query_map([workspace_id], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(ids)
+}
+
 /// Deletes a project; its environments, variables and git connection go with it.
 pub fn delete(conn: &Connection, id: &str) -> Result<(), StoreError> {
     conn.execute("DELETE FROM projects WHERE id = ?1", [id])?;

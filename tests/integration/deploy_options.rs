@@ -1,6 +1,6 @@
 //! What a deploy can be asked for, on the real engine: build arguments (plain variables always, secrets only when
-//! marked `build_secret`), a pinned commit, a confirmed volume `reset`, builds one at a time, and what `status`
-//! shows of running and crash-looping replicas.
+//! marked `build_secret`), a pinned commit, a confirmed volume `reset`, builds one at a time, what `status`
+//! shows of running and crash-looping replicas, and what deleting a project or its workspace leaves behind.
 
 use crate::deploy::{BASE_IMAGE, commit, deploy_setup, get_path, sh, wait_for, write_app};
 use crate::support::{Cred, TestEnv};
@@ -249,6 +249,68 @@ async fn an_image_project_runs_its_image_without_a_build() {
     // There is no commit to build from.
     let r = env.post(&format!("{BASE}/deployments"), &owner, json!({"commit": "abcdef1"})).await.expect(400);
     assert!(r.error().contains("prebuilt image"), "{}", r.error());
+}
+
+/// The ids of the containers (running or not) carrying `label`.
+fn containers(label: &str) -> Vec<String> {
+    let out = sh(std::path::Path::new("/"), "docker", &["ps", "-aq", "--filter", &format!("label={label}")]);
+    out.split_whitespace().map(str::to_owned).collect()
+}
+
+#[tokio::test]
+async fn deleting_a_project_or_its_workspace_removes_its_replicas_and_keeps_its_volumes() {
+    let (env, owner, _cleanup, _repo) = deploy_setup(0, "unused").await;
+    let ws_id = env.get("/api/workspaces/acme", &owner).await.data()["id"].as_str().unwrap().to_owned();
+    let start =
+        "echo kept >> /data/boots && mkdir -p /www && echo up > /www/index.html && busybox httpd -f -p 8080 -h /www";
+    let mut ids = Vec::new();
+    for name in ["svc", "other"] {
+        let r = env
+            .post(
+                "/api/workspaces/acme/projects",
+                &owner,
+                json!({"name": name, "port": 8080, "image": BASE_IMAGE, "replicas": 2, "runtime": {"start_command": start},
+                       "volumes": [{"name": "data", "mount_path": "/data"}]}),
+            )
+            .await
+            .expect(201);
+        ids.push(r.data()["id"].as_str().unwrap().to_owned());
+        let path = format!("/api/workspaces/acme/projects/{name}/deployments");
+        assert_eq!(deploy(&env, &owner, &path, json!({})).await["status"], json!("running"));
+        assert_eq!(containers(&format!("berth.project={}", ids.last().unwrap())).len(), 2, "two replicas of {name}");
+    }
+    assert_eq!(get_path(&env, "/").await, "up\n");
+
+    env.delete(BASE, &owner).await.expect(200);
+    let r = env.http.get(format!("{}/", env.apps)).header("Host", "svc.acme.localhost").send().await.unwrap();
+    assert_eq!(r.status(), 404, "a deleted project's domain is no longer routed");
+    assert_eq!(containers(&format!("berth.project={}", ids[0])), Vec::<String>::new(), "its replicas are removed");
+    assert_eq!(containers(&format!("berth.project={}", ids[1])).len(), 2, "the other project keeps running");
+    let volumes = sh(
+        std::path::Path::new("/"),
+        "docker",
+        &["volume", "ls", "-q", "--filter", &format!("label=berth.workspace={ws_id}")],
+    );
+    assert!(volumes.contains(&format!("berth-{}-data", ids[0])), "the deleted project's volume is kept: {volumes}");
+
+    env.delete("/api/workspaces/acme", &owner).await.expect(200);
+    assert_eq!(
+        containers(&format!("berth.workspace={ws_id}")),
+        Vec::<String>::new(),
+        "no replica outlives its workspace"
+    );
+    let networks = sh(
+        std::path::Path::new("/"),
+        "docker",
+        &["network", "ls", "-q", "--filter", &format!("label=berth.workspace={ws_id}")],
+    );
+    assert_eq!(networks.trim(), "", "the workspace's network is removed");
+    let volumes = sh(
+        std::path::Path::new("/"),
+        "docker",
+        &["volume", "ls", "-q", "--filter", &format!("label=berth.workspace={ws_id}")],
+    );
+    assert_eq!(volumes.lines().count(), 2, "both projects' volumes are kept: {volumes}");
 }
 
 #[tokio::test]
