@@ -192,6 +192,9 @@ pub(crate) fn parse_response(buf: &mut BytesMut, head_method: bool) -> io::Resul
                     if token.eq_ignore_ascii_case(b"close") {
                         message.close = true;
                     } else if !token.is_empty()
+                        // The usual `keep-alive` names a field that is hop-by-hop anyway; it is not a standard name,
+                        // so resolving it would allocate for every response.
+                        && !token.eq_ignore_ascii_case(b"keep-alive")
                         && let Ok(option) = HeaderName::from_bytes(token)
                         && !headers::is_hop_by_hop(&option)
                     {
