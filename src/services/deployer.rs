@@ -562,31 +562,26 @@ impl Services {
     }
 
     /// After a project was deleted: stops the deployment of it in the works, if any, and stops and removes every
-    /// container it has (never its volumes, which outlive the project like a deleted database's). Returns how many
-    /// containers were removed; a Docker engine that cannot be reached is logged (the containers are then left to
-    /// the operator: they carry the `berth.project` label).
-    pub(crate) async fn remove_project_containers(&self, project_id: &str) -> usize {
+    /// container it has (never its volumes, which outlive the project like a deleted database's). A Docker engine
+    /// that cannot be reached is logged (the containers are then left to the operator: they carry the
+    /// `berth.project` label).
+    pub(crate) async fn remove_project_containers(&self, project_id: &str) {
         if let Ok(jobs) = self.jobs.lock() {
             for job in jobs.values().filter(|j| j.project_id == project_id) {
                 job.cancel.cancel();
             }
         }
-        let mut removed = 0;
         match self.docker.list_containers(&[(LABEL_PROJECT, project_id)], true).await {
             Ok(list) => {
                 for c in list {
                     let _ = self.docker.stop_container(&c.id, Duration::from_secs(10)).await;
-                    match self.docker.remove_container(&c.id).await {
-                        Ok(()) => removed += 1,
-                        Err(e) => {
-                            tracing::warn!(error = %e, container = %c.name, "while removing a deleted project's replica")
-                        }
+                    if let Err(e) = self.docker.remove_container(&c.id).await {
+                        tracing::warn!(error = %e, container = %c.name, "while removing a deleted project's replica");
                     }
                 }
             }
             Err(e) => tracing::warn!(error = %e, project = project_id, "while removing a deleted project's replicas"),
         }
-        removed
     }
 
     /// Removes every container of a deployment (never its volumes).
