@@ -7,6 +7,8 @@
 //! It prints measurements, targets and ratios; it does not fail on a noisy machine, only when something breaks.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod ports;
+use ports::free_ports;
 use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -17,10 +19,6 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_berth");
 const BASE_IMAGE: &str = "berth-test/busybox:1";
 const HOST: &str = "app.bench.localhost";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 /// One raw HTTP/1.1 request; the status code and body, or None when nothing answers.
 fn http(
@@ -267,7 +265,7 @@ fn main() {
         "bench",
     ]);
     let key = key_out.lines().last().unwrap().trim().to_owned();
-    let (listen, apps) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
+    let [listen, apps] = free_ports().map(|port: u16| format!("127.0.0.1:{port}"));
     let child = Command::new(BIN)
         .args(["serve", "--data-dir", data, "--listen", &listen, "--http-listen", &apps])
         .env("BERTH_ALLOW_LOCAL_REPOS", "true")

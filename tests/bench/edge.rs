@@ -13,6 +13,8 @@
 //! falls on both rather than on whichever was measured second; the medians of the rounds are compared.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod ports;
+use ports::free_ports;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -271,7 +273,7 @@ impl Nginx {
     fn backend(dir: &Path) -> Nginx {
         std::fs::create_dir_all(dir.join("www")).unwrap();
         std::fs::write(dir.join("www/file"), vec![b'b'; 1024]).unwrap();
-        let port = free_port();
+        let [port] = free_ports();
         let server = format!(
             "server {{ listen 127.0.0.1:{port} reuseport; keepalive_requests 1000000; root {}/www; }}",
             dir.display()
@@ -282,7 +284,7 @@ impl Nginx {
     /// The reference front: 2 workers, plain and TLS listeners, proxy_pass to the backend over kept-alive
     /// HTTP/1.1 connections, setting the same forwarding headers Berth sets.
     fn front(dir: &Path, backend: u16, tls: &TlsFiles) -> Nginx {
-        let (port, tls_port) = (free_port(), free_port());
+        let [port, tls_port] = free_ports();
         let server = format!(
             "upstream backend {{ server 127.0.0.1:{backend}; keepalive 256; keepalive_requests 1000000; }}
              server {{
@@ -344,10 +346,6 @@ impl Drop for Nginx {
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Waits until something answers HTTP on `port` (a 404 counts: the server is up).

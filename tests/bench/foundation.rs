@@ -7,16 +7,14 @@
 //! It prints measurements, targets and ratios; it does not fail on a noisy machine.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod ports;
+use ports::free_ports;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_berth");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 /// One raw HTTP/1.1 GET; the status code, or None when nothing answers.
 fn http_get(addr: &str, path: &str, key: Option<&str>) -> Option<(u16, String)> {
@@ -86,7 +84,7 @@ fn wrk(url: &str, key: Option<&str>, seconds: u64) -> Option<f64> {
 
 /// Starts nginx serving `body` on a free port; returns the child and the URL, or None without nginx.
 fn nginx_reference(dir: &std::path::Path, body: &str) -> Option<(Child, String)> {
-    let port = free_port();
+    let [port] = free_ports();
     std::fs::create_dir_all(dir.join("www")).ok()?;
     std::fs::write(dir.join("www/workspaces.json"), body).ok()?;
     let conf = format!(
@@ -115,7 +113,7 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let data = data.to_str().unwrap();
-    let listen = format!("127.0.0.1:{}", free_port());
+    let listen = format!("127.0.0.1:{}", free_ports::<1>()[0]);
 
     let ok = Command::new(BIN)
         .args([

@@ -8,10 +8,6 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_berth");
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 fn berth(args: &[&str]) -> std::process::Output {
     Command::new(BIN).args(args).env_remove("RUST_LOG").output().unwrap()
 }
@@ -20,7 +16,7 @@ fn berth(args: &[&str]) -> std::process::Output {
 async fn the_binary_bootstraps_serves_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap();
-    let listen = format!("127.0.0.1:{}", free_port());
+    let listen = format!("127.0.0.1:{}", crate::support::free_ports::<1>()[0]);
 
     let out = berth(&[
         "admin",

@@ -5,15 +5,10 @@
 use crate::deploy::{Cleanup, base_image, commit, sh, wait_for, write_app};
 use crate::support::{Cred, TestEnv};
 use serde_json::json;
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const PUBLIC_IP: &str = "203.0.113.7";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 /// pebble-challtestsrv as a DNS server: every name resolves to 127.0.0.1 unless a record is set.
 pub(crate) struct MockDns {
@@ -25,7 +20,7 @@ pub(crate) struct MockDns {
 
 impl MockDns {
     pub(crate) async fn start() -> MockDns {
-        let (dns, management) = (free_port(), free_port());
+        let [dns, management] = crate::support::free_ports();
         let child = Command::new("pebble-challtestsrv")
             .args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])
             .args(["-dns01", &format!("127.0.0.1:{dns}"), "-management", &format!("127.0.0.1:{management}")])

@@ -1,10 +1,9 @@
 //! Git connections and detection against real repositories: local ones over file://, one served by a real
 //! `git daemon` on loopback, a closed port and an unresolvable host.
 
-use crate::support::{Cred, TestEnv};
+use crate::support::{Cred, TestEnv, free_ports};
 use reqwest::Method;
 use serde_json::json;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -42,16 +41,12 @@ fn repo_from_fixture(name: &str, dir: &Path) -> String {
     format!("file://{}", dir.display())
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// A `git daemon` serving `base` on loopback; killed on drop.
 struct Daemon(Child, u16);
 
 impl Daemon {
     fn start(base: &Path) -> Daemon {
-        let port = free_port();
+        let [port] = free_ports();
         // Run git-daemon itself: `git daemon` would leave it behind as a grandchild that outlives the test.
         let exec = Command::new("git").arg("--exec-path").output().unwrap();
         let exec = PathBuf::from(String::from_utf8(exec.stdout).unwrap().trim());
@@ -217,7 +212,7 @@ async fn git_test_lists_branches_or_says_what_is_wrong() {
     assert_eq!(r.code(), "git_repo_not_found", "{}", r.body);
 
     // Nothing listening, and a host that does not resolve.
-    let closed = free_port();
+    let [closed] = free_ports();
     env.put(&format!("{P}/git"), &owner, json!({"repo_url": format!("git://127.0.0.1:{closed}/app.git")}))
         .await
         .expect(200);

@@ -13,10 +13,6 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_berth");
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 struct Server {
     child: Child,
     api: String,
@@ -31,7 +27,7 @@ impl Drop for Server {
 }
 
 fn serve(data: &str) -> Server {
-    let (api, apps) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
+    let [api, apps] = crate::support::free_ports().map(|port: u16| format!("127.0.0.1:{port}"));
     let child = Command::new(BIN)
         .args(["serve", "--data-dir", data, "--listen", &api, "--http-listen", &apps])
         .env("BERTH_ALLOW_LOCAL_REPOS", "true")

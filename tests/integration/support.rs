@@ -269,3 +269,11 @@ impl Drop for TestEnv {
         self.handle.take();
     }
 }
+
+/// `N` distinct loopback TCP ports that were free a moment ago, for servers a test starts as child processes. Every
+/// listener is held until all are bound: taken one at a time, a port just released can come back, and Pebble was
+/// once given its own management port as its listening port.
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: Vec<_> = (0..N).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    std::array::from_fn(|n| listeners[n].local_addr().unwrap().port())
+}

@@ -320,8 +320,15 @@ async fn expiring_soon_is_raised_once_when_renewal_keeps_failing_near_expiry() {
     manager.set_wanted(wanted(&["expiring.example.test"], Challenge::Http01)).unwrap();
     let not_after = wait_active(&manager, "expiring.example.test").await.not_after.unwrap();
 
-    // From now on nothing answers validation: every renewal fails, until the certificate has expired.
+    // From now on nothing answers validation: every renewal fails, until the certificate has expired. The port
+    // stays taken (each connection is closed unanswered): freed, another test's listener could get it and answer.
     edge.stop().await;
+    let refusing = TcpListener::bind(("127.0.0.1", pebble.http_port)).await.unwrap();
+    tokio::spawn(async move {
+        while let Ok((connection, _)) = refusing.accept().await {
+            drop(connection);
+        }
+    });
     let mut seen = Vec::new();
     loop {
         let left = (not_after + chrono::TimeDelta::seconds(2) - chrono::Utc::now()).to_std().unwrap_or_default();

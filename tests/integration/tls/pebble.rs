@@ -41,10 +41,6 @@ impl Drop for Pebble {
     }
 }
 
-async fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port()
-}
-
 fn spawn(program: &str, args: &[&str], envs: &[(&str, &str)], log: &std::path::Path) -> Child {
     let out = std::fs::File::create(log).unwrap();
     Command::new(program)
@@ -65,8 +61,7 @@ impl Pebble {
         let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let https = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (http_port, https_port) = (http.local_addr().unwrap().port(), https.local_addr().unwrap().port());
-        let (listen, management, dns, challtest) =
-            (free_port().await, free_port().await, free_port().await, free_port().await);
+        let [listen, management, dns, challtest] = crate::support::free_ports();
 
         // A throwaway CA and a certificate for Pebble's own HTTPS listener.
         let ca_key = KeyPair::generate().unwrap();
