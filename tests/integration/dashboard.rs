@@ -586,12 +586,22 @@ async fn a_database_is_created_backed_up_scheduled_restored_downloaded_and_delet
     assert!(t.contains("Not allowed") && t.contains("needs the admin role"), "{t}");
 
     // Stop and start; attach to a project as a secret variable (a bad variable name errs next to its field).
+    let buttons = |html: &str| {
+        ["Start", "Stop", "Restart"]
+            .into_iter()
+            .filter(|b| html.contains(&format!(">{b}</button>")))
+            .collect::<Vec<_>>()
+    };
+    let (_, html) = admin.get(&db_path).await;
+    assert_eq!(buttons(&html), ["Stop", "Restart"], "a running database can be stopped or restarted");
     let (_, html) = admin.post_ok(&db_path, &[("action", "stop")]).await;
     assert!(page_text(&html).contains("cache is stopped."), "{}", page_text(&html));
+    assert_eq!(buttons(&html), ["Start"], "a stopped database can only be started");
     let (_, html) = admin.get("/w/acme/databases").await;
     assert!(page_text(&html).contains("cache redis 7 stopped"), "{}", page_text(&html));
     let (_, html) = admin.post_ok(&db_path, &[("action", "start")]).await;
     assert!(page_text(&html).contains("cache is running."), "{}", page_text(&html));
+    assert_eq!(buttons(&html), ["Stop", "Restart"]);
     env.post("/api/workspaces/acme/projects", &owner_key, serde_json::json!({"name": "app"})).await.expect(201);
     let attach = |key| [("action", "attach"), ("project", "app"), ("env_key", key)];
     let (status, _, html) = admin.post(&db_path, &attach("1BAD")).await;

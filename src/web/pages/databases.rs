@@ -5,7 +5,7 @@
 
 use super::{Chrome, FormErrors, PageResult, Posted, Viewer, is_form_error, render, see_other, when, with_notice};
 use crate::domain::PageRequest;
-use crate::domain::database::{BackupStatus, KINDS};
+use crate::domain::database::{BackupStatus, DatabaseStatus, KINDS};
 use crate::services::{BackupView, DatabaseInput, DatabaseView, RestoreInput, ServiceError};
 use crate::web::AppState;
 use crate::web::api::databases::backup_file_response;
@@ -203,10 +203,18 @@ pub struct DetailPage {
     pub notice: Option<String>,
 }
 
-/// The start/stop/restart buttons: (action, label).
-pub const CONTROLS: [(&str, &str); 3] = [("start", "Start"), ("stop", "Stop"), ("restart", "Restart")];
-
 impl DetailPage {
+    /// The start/stop/restart buttons that apply to the database's status, as (action, label): Start for one that
+    /// does not run (stopped or failed), Stop and Restart for one that runs or is coming up.
+    pub fn controls(&self) -> &'static [(&'static str, &'static str)] {
+        match self.db.status {
+            DatabaseStatus::Stopped | DatabaseStatus::Failed => &[("start", "Start")],
+            DatabaseStatus::Running | DatabaseStatus::Starting | DatabaseStatus::Restarting => {
+                &[("stop", "Stop"), ("restart", "Restart")]
+            }
+        }
+    }
+
     /// Whether some backup can be restored.
     pub fn any_usable(&self) -> bool {
         self.backups.iter().any(|b| b.usable)
