@@ -313,6 +313,42 @@ impl Services {
         Ok(())
     }
 
+    /// A succeeded backup's local file does not match its recorded SHA-256: when its copy is uploaded to the
+    /// configured S3 target, moves the bad file aside (to [`corrupt_aside`], kept for inspection) and fetches the
+    /// copy in its place (checked like [`Self::ensure_local`] checks it). When there is no usable copy, or
+    /// fetching it fails, the bad file stays where it was and the answer is `backup_corrupt`, saying why.
+    pub(super) async fn replace_corrupt(&self, b: &BackupRow, path: &Path) -> Result<(), ServiceError> {
+        let corrupt = |why: String| {
+            ServiceError::conflict(
+                "backup_corrupt",
+                format!("backup {}'s file does not match its recorded SHA-256 and {why}; nothing was restored", b.id),
+            )
+        };
+        let remote = match &b.remote {
+            Some(r) if r.status == RemoteStatus::Uploaded => r,
+            Some(r) => return Err(corrupt(format!("its copy {} is {}", location(r), r.status.as_str()))),
+            None => return Err(corrupt("it has no copy in an S3 target".into())),
+        };
+        if !self.backup_target.as_ref().is_some_and(|t| t.holds(&remote.endpoint, &remote.bucket)) {
+            return Err(corrupt(format!("its copy {} is not in the configured S3 target", location(remote))));
+        }
+        let aside = corrupt_aside(path);
+        tokio::fs::rename(path, &aside)
+            .await
+            .map_err(|e| ServiceError::Internal(format!("while moving {} aside: {e}", path.display())))?;
+        match self.ensure_local(b, path).await {
+            Ok(()) => {
+                tracing::warn!(backup = %b.id, corrupt = %aside.display(), location = %location(remote), "a backup's local file did not match its SHA-256; it was moved aside and replaced by its S3 copy");
+                Ok(())
+            }
+            Err(e) => {
+                // Put the bad file back, so the backup looks as it did (its file present, and corrupt).
+                let _ = tokio::fs::rename(&aside, path).await;
+                Err(corrupt(format!("its copy could not be used: {e}")))
+            }
+        }
+    }
+
     /// Deletes a backup's remote copy before the backup itself. An uploaded copy must be deleted (an error
     /// stops the deletion, so nothing is left behind unnoticed); a failed upload's leftovers are deleted if the
     /// target allows; a copy in a target no longer configured is left, with a warning.
@@ -360,4 +396,11 @@ impl Services {
             }
         }
     }
+}
+
+/// Where a backup file that failed its checksum is kept once its S3 copy replaced it: `<file>.corrupt`.
+pub(super) fn corrupt_aside(path: &Path) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".corrupt");
+    name.into()
 }

@@ -388,11 +388,7 @@ impl Services {
             ));
         }
         if let Some(file) = &b.file {
-            match tokio::fs::remove_file(self.config.data_dir.join(file)).await {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(ServiceError::Internal(format!("while deleting {file}: {e}"))),
-            }
+            self.remove_backup_file(file).await.map_err(ServiceError::Internal)?;
         }
         let entry = actor.audit(
             Some(&access.workspace.id),
@@ -437,10 +433,7 @@ impl Services {
             ServiceError::conflict("backup_missing", format!("the file of backup {backup} cannot be read: {e}"))
         })?;
         if Some(actual.as_str()) != b.sha256.as_deref() {
-            return Err(ServiceError::conflict(
-                "backup_corrupt",
-                format!("backup {backup}'s file does not match its recorded SHA-256; nothing was restored"),
-            ));
+            self.replace_corrupt(&b, &path).await?;
         }
         let (target, safety) = match &input.into {
             Some(new_name) => {
@@ -566,21 +559,31 @@ impl Services {
                     continue;
                 }
             }
-            if let Some(file) = &b.file {
-                match tokio::fs::remove_file(self.config.data_dir.join(file)).await {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => {
-                        tracing::warn!(backup = %b.id, error = %e, "while pruning a backup file; keeping its row");
-                        continue;
-                    }
-                }
+            if let Some(file) = &b.file
+                && let Err(error) = self.remove_backup_file(file).await
+            {
+                tracing::warn!(backup = %b.id, error = %error, "while pruning a backup file; keeping its row");
+                continue;
             }
             let bid = b.id.clone();
             self.store.write(move |tx| Ok::<_, ServiceError>(store::databases::delete_backup(tx, &bid)?)).await?;
             pruned += 1;
         }
         Ok(pruned)
+    }
+
+    /// Deletes a backup's file (`file`, relative to the data dir) and the bad file a restore moved aside beside it,
+    /// if any; one already gone is fine.
+    async fn remove_backup_file(&self, file: &str) -> Result<(), String> {
+        let path = self.config.data_dir.join(file);
+        for path in [super::backup_remote::corrupt_aside(&path), path] {
+            match tokio::fs::remove_file(&path).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(format!("while deleting {}: {e}", path.display())),
+            }
+        }
+        Ok(())
     }
 
     /// The background loop that runs due scheduled backups (one at a time) and applies retention after each

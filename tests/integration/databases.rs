@@ -258,6 +258,26 @@ async fn round_trip(c: &Client) {
         .await
         .expect(200);
     assert_eq!(in_app(&app, c, c.read), "apple,pear");
+    // A backup file that no longer matches its checksum (and has no S3 copy) is refused; nothing changes.
+    let list = env.get(&format!("{ws}/databases/{id}/backups"), &owner).await.expect(200);
+    let b2 = list.data()["backups"].as_array().unwrap().iter().find(|b| b["id"] == json!(backup2)).unwrap().clone();
+    let file = env.config.data_dir.join("backups").join(&id).join(b2["file_name"].as_str().unwrap());
+    let mut bytes = std::fs::read(&file).unwrap();
+    *bytes.last_mut().unwrap() ^= 0xff;
+    std::fs::write(&file, &bytes).unwrap();
+    let before = list.data()["backups"].as_array().unwrap().len();
+    in_app(&app, c, c.delete);
+    let r = env
+        .post(&format!("{ws}/databases/{id}/backups/{backup2}/restore"), &owner, json!({"confirm": "shop"}))
+        .await
+        .expect(409);
+    assert_eq!(r.code(), "backup_corrupt", "{}", r.body);
+    assert!(r.error().contains("no copy in an S3 target"), "{}", r.body);
+    assert_eq!(in_app(&app, c, c.read), "", "nothing was restored");
+    assert_eq!(std::fs::read(&file).unwrap(), bytes, "the file is left as it was");
+    let after = env.get(&format!("{ws}/databases/{id}/backups"), &owner).await.expect(200);
+    assert_eq!(after.data()["backups"].as_array().unwrap().len(), before, "no safety backup was taken");
+    in_app(&app, c, c.write);
 
     eprintln!("databases: {} after restarts at {} ms", c.kind, started.elapsed().as_millis());
     // Restore into a new database leaves the original alone.

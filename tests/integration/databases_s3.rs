@@ -122,6 +122,15 @@ async fn databases_s3_backups_upload_restore_from_the_copy_and_deletes_reach_the
     use sha2::Digest;
     assert_eq!(&hex::encode(sha2::Sha256::digest(got.bytes().await.unwrap())), sha);
 
+    // A local file that no longer matches its checksum is moved aside (kept) and replaced by the copy.
+    std::fs::write(&local, "bit rot").unwrap();
+    redis_cli(&container, "DEL items");
+    env.post(&restore, &owner, json!({"confirm": "cache"})).await.expect(200);
+    assert_eq!(redis_cli(&container, "LRANGE items 0 -1"), "apple,pear", "restored from the copy");
+    assert_eq!(&hex::encode(sha2::Sha256::digest(std::fs::read(&local).unwrap())), sha);
+    let aside = local.with_file_name(format!("{}.corrupt", b["file_name"].as_str().unwrap()));
+    assert_eq!(std::fs::read_to_string(&aside).unwrap(), "bit rot", "the bad file is kept aside");
+
     // A copy that does not match the recorded checksum is refused, and nothing is left behind.
     std::fs::remove_file(&local).unwrap();
     moto.overwrite(&key, "not a backup");
@@ -132,10 +141,18 @@ async fn databases_s3_backups_upload_restore_from_the_copy_and_deletes_reach_the
     let stray: Vec<_> = std::fs::read_dir(&dir).unwrap().filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
     assert!(!stray.iter().any(|n| n.to_string_lossy().ends_with(".fetch")), "{stray:?}");
     assert!(!local.exists());
+    // A corrupt local file with a corrupt copy is refused too, and the local file stays as it was.
+    std::fs::write(&local, "bit rot").unwrap();
+    let r = env.post(&restore, &owner, json!({"confirm": "cache"})).await.expect(409);
+    assert_eq!(r.code(), "backup_corrupt", "{}", r.body);
+    assert!(r.body.to_string().contains("could not be used"), "{}", r.body);
+    assert_eq!(std::fs::read_to_string(&local).unwrap(), "bit rot");
+    assert_eq!(redis_cli(&container, "LRANGE items 0 -1"), "apple,pear", "nothing was restored");
 
-    // Deleting a backup deletes its copy.
+    // Deleting a backup deletes its copy, its file and the bad file kept aside.
     env.delete(&format!("{WS}/databases/{id}/backups/{bid}"), &owner).await.expect(200);
     assert!(!moto.objects(PREFIX).contains_key(&key), "the deleted backup's object is gone");
+    assert!(!local.exists() && !aside.exists(), "{:?}", std::fs::read_dir(&dir).unwrap().collect::<Vec<_>>());
     eprintln!("databases_s3: restores and deletes at {} ms", started.elapsed().as_millis());
 
     // Retention: pruned scheduled backups lose their copies too; the bucket ends up holding exactly the copies
