@@ -1,18 +1,19 @@
-//! Dashboard benchmark (`cargo bench --bench dashboard`): a Berth booted in-process with a workspace of 100
-//! projects (variables, members, invitations, API keys and their audit trail), each main page fetched over
-//! loopback with a signed-in session. Prints p50/p99 of the server's answer time per page against the 10 ms
-//! target, and each page's total transfer (HTML + CSS + JS, uncompressed) against 100 KB.
+//! Dashboard benchmark (`cargo bench --bench dashboard`): the release binary (`berth serve`) with a workspace of
+//! 100 projects (variables, members, invitations, API keys and their audit trail, all made through the API), each
+//! main page fetched over loopback with a signed-in session. Prints p50/p99 of the server's answer time per page
+//! against the 10 ms target, and each page's total transfer (HTML + CSS + JS, uncompressed) against 100 KB.
 //!
 //! The time is measured at the client, so it includes the HTTP round trip: an upper bound of render time.
 //! It prints measurements and targets; it does not fail on a noisy machine.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use berth::app::{self, Listeners};
-use berth::config::Config;
-use berth::services::{NewKey, ProjectInput, Secrecy, VarTarget};
-use std::sync::Arc;
+mod ports;
+use ports::free_ports;
+use serde_json::json;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+const BIN: &str = env!("CARGO_BIN_EXE_berth");
 const PROJECTS: usize = 100;
 const TARGET_P99: Duration = Duration::from_millis(10);
 const TARGET_BYTES: usize = 100 * 1024;
@@ -21,44 +22,79 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
+/// Runs `berth admin <args> --data-dir <data>` and returns its standard output.
+fn admin(data: &str, args: &[&str]) -> String {
+    let out = Command::new(BIN).arg("admin").args(args).args(["--data-dir", data]).output().unwrap();
+    assert!(out.status.success(), "berth admin {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `berth serve`, stopped (SIGTERM) on drop.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.0.id().to_string()).status();
+        let _ = self.0.wait();
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let rounds: usize = std::env::var("BERTH_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
     let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::for_data_dir(dir.path().to_path_buf());
-    config.api_requests_per_minute = 0;
-    let listeners = Listeners {
-        api: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        http: Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()),
-        https: None,
-    };
-    let handle = app::start(Arc::new(config), listeners).await.unwrap();
-    let base = format!("http://{}", handle.api_addr);
-    let s = handle.services.clone();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    admin(data, &["create-user", "--email", "bench@berth.test", "--password", "password123", "--workspace", "acme"]);
+    let out = admin(data, &["create-key", "--email", "bench@berth.test", "--workspace", "acme", "--name", "seed"]);
+    let key = out.lines().last().unwrap().trim().to_owned();
 
-    s.create_user("bench@berth.test", "password123", Some("acme")).await.unwrap();
-    let owner = s.cli_actor("bench@berth.test").await.unwrap();
-    for i in 0..PROJECTS {
-        let input = ProjectInput { name: Some(format!("project {i:03}")), port: Some(8080), ..Default::default() };
-        s.create_project(&owner, "acme", input).await.unwrap();
+    let listen = format!("127.0.0.1:{}", free_ports::<1>()[0]);
+    let _server = Server(
+        Command::new(BIN)
+            .args(["serve", "--data-dir", data, "--listen", &listen, "--http-listen", "127.0.0.1:0"])
+            .env("BERTH_API_REQUESTS_PER_MINUTE", "0")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let base = format!("http://{listen}");
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let started = Instant::now();
+    while !http.get(format!("{base}/api/health")).send().await.is_ok_and(|r| r.status().is_success()) {
+        assert!(started.elapsed() < Duration::from_secs(30), "berth serve did not become healthy");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let target = VarTarget { project: Some("project-050".into()), environment: None };
+
+    let api = format!("{base}/api/workspaces/acme");
+    let post = |path: String, body: serde_json::Value| {
+        let request = http.post(format!("{api}{path}")).header("X-API-Key", &key).json(&body);
+        async move {
+            let r = request.send().await.unwrap();
+            assert_eq!(r.status(), reqwest::StatusCode::CREATED, "{}", r.text().await.unwrap());
+        }
+    };
+    for i in 0..PROJECTS {
+        post("/projects".into(), json!({"name": format!("project {i:03}"), "port": 8080})).await;
+    }
     for i in 0..30 {
-        let secrecy = Secrecy { is_secret: i % 3 == 0, build_secret: false };
-        s.create_variable(&owner, "acme", target.clone(), &format!("KEY_{i}"), "some value", secrecy).await.unwrap();
+        let var = json!({"key": format!("KEY_{i}"), "value": "some value", "is_secret": i % 3 == 0});
+        post("/projects/project-050/env".into(), var).await;
     }
     for i in 0..10 {
-        s.create_invitation(&owner, "acme", &format!("person{i}@berth.test"), berth::domain::Role::Member)
-            .await
-            .unwrap();
-        s.create_api_key(&owner, "acme", NewKey { name: format!("key {i}"), expires_in_days: Some(30), role: None })
-            .await
-            .unwrap();
+        post("/invitations".into(), json!({"email": format!("person{i}@berth.test"), "role": "member"})).await;
+        post("/api-keys".into(), json!({"name": format!("key {i}"), "expires_in_days": 30})).await;
     }
-    let login = s.login("bench@berth.test", "password123", None).await.unwrap();
-    let cookie = format!("berth_session={}", login.session_token);
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-
+    let login = http
+        .post(format!("{base}/api/auth/login"))
+        .json(&json!({"email": "bench@berth.test", "password": "password123"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(login.status().is_success(), "login: {}", login.status());
+    let set_cookie = login.headers().get("set-cookie").unwrap().to_str().unwrap();
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
     let pages = [
         ("projects", "/w/acme"),
         ("new project", "/w/acme/new"),
@@ -118,5 +154,4 @@ async fn main() {
         );
     }
     println!("dashboard: worst p99 {:.2} ms (target 10 ms)", worst.as_secs_f64() * 1000.0);
-    handle.shutdown().await.unwrap();
 }
