@@ -83,16 +83,19 @@ fn main() {
             }
         }
         let round_ratios: Vec<f64> = ours.iter().zip(&theirs).map(|(o, t)| o.rps / t.rps).collect();
+        let round_p99s: Vec<String> =
+            ours.iter().zip(&theirs).map(|(o, t)| format!("{:.1}/{:.1}", o.p99_ms, t.p99_ms)).collect();
         let (ours, theirs) = (Load::median(&ours), Load::median(&theirs));
         println!(
-            "{scheme:5} c={connections:3}: berth {:6.0} req/s p99 {:6.2} ms | nginx {:6.0} req/s p99 {:6.2} ms | ratio throughput {:.2} (target ≥ 1.0) p99 ratio {:.2} (target ≤ 1.2) | per round {}",
+            "{scheme:5} c={connections:3}: berth {:6.0} req/s p99 {:6.2} ms | nginx {:6.0} req/s p99 {:6.2} ms | ratio throughput {:.2} (target ≥ 1.0) p99 ratio {:.2} (target ≤ 1.2) | per round {} | p99 ms per round (berth/nginx) {}",
             ours.rps,
             ours.p99_ms,
             theirs.rps,
             theirs.p99_ms,
             ours.rps / theirs.rps,
             ours.p99_ms / theirs.p99_ms,
-            round_ratios.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>().join(" ")
+            round_ratios.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>().join(" "),
+            round_p99s.join(" ")
         );
     }
     let berth_peak = vm_hwm_kib(berth.child.id());
