@@ -103,6 +103,33 @@ async fn upstream_that_never_answers_is_504_page() {
 }
 
 #[tokio::test]
+async fn a_replica_switching_protocols_unasked_is_502_and_nothing_is_spliced() {
+    // A replica that answers every request, upgrade or not, with a 101 and then talks on.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let rogue = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf).await;
+                let answer =
+                    "HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: rogue\r\n\r\nrogue bytes";
+                let _ = stream.write_all(answer.as_bytes()).await;
+                let _ = stream.read(&mut buf).await;
+            });
+        }
+    });
+    let proxy = start_proxy(ProxyConfig::default(), &[("app.example.com", vec![rogue])]).await;
+    let (status, head, body) =
+        raw_exchange(proxy.addr, "GET / HTTP/1.1\r\nHost: app.example.com\r\nConnection: close\r\n\r\n").await;
+    assert_eq!(status, 502, "{head}");
+    assert!(!head.contains("upgrade"), "{head}");
+    assert!(!body.contains("rogue bytes"), "the replica's bytes never reach the client: {body}");
+    let stats = proxy.proxy.stats();
+    assert_eq!((stats.bad_gateway, stats.upgrades), (1, 0), "{stats:?}");
+}
+
+#[tokio::test]
 async fn connect_request_is_400() {
     let (a, _) = upstream("a").await;
     let proxy = start_proxy(ProxyConfig::default(), &[("app.example.com", vec![a])]).await;
