@@ -571,29 +571,27 @@ impl Services {
                 job.cancel.cancel();
             }
         }
-        match self.docker.list_containers(&[(LABEL_PROJECT, project_id)], true).await {
-            Ok(list) => {
-                for c in list {
-                    let _ = self.docker.stop_container(&c.id, Duration::from_secs(10)).await;
-                    if let Err(e) = self.docker.remove_container(&c.id).await {
-                        tracing::warn!(error = %e, container = %c.name, "while removing a deleted project's replica");
-                    }
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, project = project_id, "while removing a deleted project's replicas"),
-        }
+        self.remove_labelled_containers(LABEL_PROJECT, project_id).await;
     }
 
     /// Removes every container of a deployment (never its volumes).
     pub(crate) async fn remove_deployment_containers(&self, deployment_id: &str) {
-        match self.docker.list_containers(&[(LABEL_DEPLOYMENT, deployment_id)], true).await {
+        self.remove_labelled_containers(LABEL_DEPLOYMENT, deployment_id).await;
+    }
+
+    /// Stops (10 s grace) and removes every container, running or not, whose `label` is `value`; failures are
+    /// logged, never returned (what is left carries the label for the operator).
+    async fn remove_labelled_containers(&self, label: &str, value: &str) {
+        match self.docker.list_containers(&[(label, value)], true).await {
             Ok(list) => {
                 for c in list {
                     let _ = self.docker.stop_container(&c.id, Duration::from_secs(10)).await;
-                    let _ = self.docker.remove_container(&c.id).await;
+                    if let Err(e) = self.docker.remove_container(&c.id).await {
+                        tracing::warn!(error = %e, container = %c.name, label, value, "while removing a replica");
+                    }
                 }
             }
-            Err(e) => tracing::warn!(error = %e, deployment = deployment_id, "while removing old replicas"),
+            Err(e) => tracing::warn!(error = %e, label, value, "while removing replicas"),
         }
     }
 
