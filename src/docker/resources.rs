@@ -2,7 +2,7 @@
 
 use super::{DockerClient, DockerError, is_status, labels};
 use bollard::models::{NetworkCreateRequest, VolumeCreateRequest};
-use bollard::query_parameters::RemoveVolumeOptionsBuilder;
+use bollard::query_parameters::{ListVolumesOptionsBuilder, RemoveVolumeOptionsBuilder};
 
 impl DockerClient {
     /// Makes sure a bridge network `name` exists and returns its id. An existing network of that name is reused
@@ -61,6 +61,16 @@ impl DockerClient {
             Err(e) if is_status(&e, 404) => Ok(false),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// The names of the volumes Berth made that carry every label in `filters`, sorted.
+    pub async fn list_volumes(&self, filters: &[(&str, &str)]) -> Result<Vec<String>, DockerError> {
+        let docker = self.client().await?;
+        let options = ListVolumesOptionsBuilder::default().filters(&labels::label_filter(filters)).build();
+        let listed = docker.list_volumes(Some(options)).await?;
+        let mut names: Vec<String> = listed.volumes.unwrap_or_default().into_iter().map(|v| v.name).collect();
+        names.sort();
+        Ok(names)
     }
 
     /// Deletes volume `name` and its data. Only for an explicit user request; a missing volume is not an error.

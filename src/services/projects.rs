@@ -2,6 +2,7 @@
 
 use super::access::{Access, Actor, resolve};
 use super::{ServiceError, Services};
+use crate::docker::LABEL_PROJECT;
 use crate::domain::project::{
     validate_branch, validate_command, validate_cpu, validate_environment_name, validate_health_path, validate_image,
     validate_port, validate_ram, validate_replicas, validate_repo_path, validate_volumes,
@@ -12,9 +13,19 @@ use crate::domain::{
 };
 use crate::store;
 use rusqlite::Connection;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use utoipa::ToSchema;
+
+/// What `DELETE …/projects/:p` did.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DeletedProject {
+    pub id: String,
+    pub deleted: bool,
+    /// The Docker volumes of the project, which outlive it with their data (`docker volume rm` deletes one);
+    /// `null` when the Docker engine could not be asked.
+    pub volumes_kept: Option<Vec<String>>,
+}
 
 /// Build settings a create or `PATCH` may change; absent fields stay, `""` clears a command.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
@@ -347,7 +358,7 @@ impl Services {
     /// `DELETE /workspaces/:ws/projects/:p` (admin): removes the project with its environments, variables, git
     /// connection, deployments and domains; its replicas stop serving at once and are stopped and removed. Its
     /// volumes are kept (nothing holding data is deleted implicitly).
-    pub async fn delete_project(&self, actor: &Actor, ws: &str, project: &str) -> Result<Project, ServiceError> {
+    pub async fn delete_project(&self, actor: &Actor, ws: &str, project: &str) -> Result<DeletedProject, ServiceError> {
         let (actor, ws, project) = (actor.clone(), ws.to_owned(), project.to_owned());
         let deleted = self
             .store
@@ -370,7 +381,14 @@ impl Services {
         // Its deployments went with it: the routes to its replicas go now, then the replicas.
         self.refresh_routes().await;
         self.remove_project_containers(&deleted.id).await;
-        Ok(deleted)
+        let volumes_kept = match self.docker.list_volumes(&[(LABEL_PROJECT, &deleted.id)]).await {
+            Ok(names) => Some(names),
+            Err(e) => {
+                tracing::warn!(error = %e, project = %deleted.id, "could not list a deleted project's kept volumes");
+                None
+            }
+        };
+        Ok(DeletedProject { id: deleted.id, deleted: true, volumes_kept })
     }
 
     /// `GET …/projects/:p/environments`: any member.

@@ -711,3 +711,47 @@ async fn database_screenshots(env: &TestEnv, db_path: &str) {
     b.screenshot_span("database", "null", &panel("Connection")).await;
     b.screenshot_span("database-backups", &panel("Backups"), &panel("Schedule")).await;
 }
+
+#[tokio::test]
+async fn deleting_a_project_from_its_settings_names_the_volumes_it_keeps() {
+    let (env, owner_key, _cleanup) = crate::databases::setup().await;
+    let admin = Person::sign_in(&env, "ops@acme.io").await;
+    let r =
+        env.post("/api/workspaces/acme/projects", &owner_key, serde_json::json!({"name": "keep"})).await.expect(201);
+    let id = r.data()["id"].as_str().unwrap().to_owned();
+    // The volume a deploy makes for a configured volume: named after the project, labelled with it.
+    let volume = format!("berth-{id}-data");
+    let ws_id = env.get("/api/workspaces/acme", &owner_key).await.data()["id"].as_str().unwrap().to_owned();
+    let made = sh(
+        std::path::Path::new("/"),
+        "docker",
+        &[
+            "volume",
+            "create",
+            "--label",
+            "berth.managed=true",
+            "--label",
+            &format!("berth.workspace={ws_id}"),
+            "--label",
+            &format!("berth.project={id}"),
+            &volume,
+        ],
+    );
+    assert_eq!(made.trim(), volume);
+
+    let (to, html) = admin.post_ok("/w/acme/p/keep/settings", &[("section", "delete"), ("confirm", "keep")]).await;
+    assert!(to.starts_with("/w/acme?"), "{to}");
+    let t = page_text(&html);
+    assert!(t.contains(&format!("Deleted keep. Its volumes are kept with their data: {volume}")), "{t}");
+    env.get("/api/workspaces/acme/projects/keep", &owner_key).await.expect(404);
+    let listed =
+        sh(std::path::Path::new("/"), "docker", &["volume", "ls", "-q", "--filter", &format!("name={volume}")]);
+    assert_eq!(listed.trim(), volume, "the volume is still there");
+    sh(std::path::Path::new("/"), "docker", &["volume", "rm", &volume]);
+
+    // A project with no volume says only that it is gone.
+    env.post("/api/workspaces/acme/projects", &owner_key, serde_json::json!({"name": "bare"})).await.expect(201);
+    let (_, html) = admin.post_ok("/w/acme/p/bare/settings", &[("section", "delete"), ("confirm", "bare")]).await;
+    let t = page_text(&html);
+    assert!(t.contains("Deleted bare.") && !t.contains("volumes are kept"), "{t}");
+}

@@ -281,7 +281,8 @@ async fn deleting_a_project_or_its_workspace_removes_its_replicas_and_keeps_its_
     }
     assert_eq!(get_path(&env, "/").await, "up\n");
 
-    env.delete(BASE, &owner).await.expect(200);
+    let r = env.delete(BASE, &owner).await.expect(200);
+    assert_eq!(r.data()["volumes_kept"], json!([format!("berth-{}-data", ids[0])]), "the answer names what is kept");
     let r = env.http.get(format!("{}/", env.apps)).header("Host", "svc.acme.localhost").send().await.unwrap();
     assert_eq!(r.status(), 404, "a deleted project's domain is no longer routed");
     assert_eq!(containers(&format!("berth.project={}", ids[0])), Vec::<String>::new(), "its replicas are removed");

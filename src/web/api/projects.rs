@@ -5,7 +5,7 @@ use super::extract::{ApiJson, Auth, Pagination};
 use super::views::{Deleted, PageParams};
 use super::{CommonErrors, Envelope, created, ok};
 use crate::domain::{Environment, Project};
-use crate::services::{Access, ProjectInput};
+use crate::services::{Access, DeletedProject, ProjectInput};
 use crate::web::AppState;
 use axum::extract::{Path, State};
 use axum::response::Response;
@@ -102,14 +102,13 @@ pub async fn update_project(
 /// Deletes a project with its environments, variables and git connection (admin).
 #[utoipa::path(delete, path = "/api/workspaces/{ws}/projects/{p}", tag = "projects",
     params(("ws" = String, Path, description = "Workspace slug"), ("p" = String, Path, description = "Project slug")),
-    responses((status = 200, description = "Deleted", body = Envelope<Deleted>), CommonErrors))]
+    responses((status = 200, description = "Deleted; its volumes are kept and listed", body = Envelope<DeletedProject>), CommonErrors))]
 pub async fn delete_project(
     State(state): State<AppState>,
     Auth(actor): Auth,
     Path((ws, p)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let project = state.services.delete_project(&actor, &ws, &p).await?;
-    Ok(ok(Deleted { id: project.id, deleted: true }))
+    Ok(ok(state.services.delete_project(&actor, &ws, &p).await?))
 }
 
 /// A project's environments.

@@ -3,6 +3,7 @@
 
 use super::{
     Chrome, FormErrors, PageError, PageResult, Posted, Viewer, builder_name, is_form_error, render, see_other, when,
+    with_notice,
 };
 use crate::domain::{Builder, Project, Volume};
 use crate::services::{
@@ -401,7 +402,17 @@ pub async fn settings_post(
                 Err(ServiceError::invalid("confirm", format!("type the project's slug '{p}' to confirm")))
             } else {
                 match s.delete_project(a, &ws, &p).await {
-                    Ok(_) => return Ok(see_other(&format!("/w/{ws}"))),
+                    Ok(deleted) => {
+                        let notice = match deleted.volumes_kept.as_deref() {
+                            Some([]) => format!("Deleted {p}."),
+                            Some(names) => format!(
+                                "Deleted {p}. Its volumes are kept with their data: {} (docker volume rm deletes one).",
+                                names.join(", ")
+                            ),
+                            None => format!("Deleted {p}. Its volumes are kept (Docker could not be asked which)."),
+                        };
+                        return Ok(see_other(&with_notice(&format!("/w/{ws}"), &notice)));
+                    }
                     Err(e) => Err(e),
                 }
             }

@@ -88,12 +88,15 @@ pub struct ProjectsPage {
     pub total: i64,
     pub page: u32,
     pub pages: u32,
+    /// What a redirect here says was done (deleting a project).
+    pub notice: Option<String>,
 }
 
 /// The page's query string.
 #[derive(Deserialize)]
 pub struct PageQuery {
     pub page: Option<u32>,
+    pub notice: Option<String>,
 }
 
 /// Projects shown on one page of the workspace.
@@ -121,7 +124,7 @@ pub async fn projects_get(
         })
         .collect();
     let pages = (list.total.max(0) as u32).div_ceil(PROJECTS_PER_PAGE).max(1);
-    Ok(render(&ProjectsPage { chrome, projects, total: list.total, page, pages }))
+    Ok(render(&ProjectsPage { chrome, projects, total: list.total, page, pages, notice: q.notice }))
 }
 
 impl ProjectsPage {
