@@ -1,7 +1,8 @@
 //! Deploy benchmark (run with `cargo bench --bench deploy`; release build of the real binary, real Docker engine):
 //! the time from "deploy" to the first 200 with the new content, Berth against doing the same by hand with the
 //! docker CLI in the same run (`git clone --depth 1` + `docker build` + `docker run -d --init` + poll the
-//! container), N rounds each (`BERTH_BENCH_DEPLOYS`, default 3), each with a changed `index.html`.
+//! container), N rounds each (`BERTH_BENCH_DEPLOYS`, default 3), each with a changed `index.html`; the two take
+//! turns round by round (and in which goes first).
 //! Targets (medians): overhead ≤ 1.5 s, ratio ≤ 1.3, "replicas healthy → traffic switched" ≤ 50 ms.
 //!
 //! It prints measurements, targets and ratios; it does not fail on a noisy machine, only when something breaks.
@@ -183,6 +184,12 @@ fn admin(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// One side of a round.
+enum Side {
+    Reference,
+    Berth,
+}
+
 fn main() {
     let rounds: usize = std::env::var("BERTH_BENCH_DEPLOYS").ok().and_then(|s| s.parse().ok()).unwrap_or(3).max(1);
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
@@ -220,26 +227,8 @@ fn main() {
     let network = format!("berth-bench-{run}");
     sh(dir.path(), "docker", &["network", "create", "--label", &format!("berth-bench.run={run}"), &network]);
     guard.network = Some(network.clone());
-    let mut reference = Vec::new();
-    for i in 0..rounds {
-        let content = format!("reference round {i} of run {run}");
-        commit(&repo, &content);
-        let (clone, tag) = (dir.path().join(format!("ref-{i}")), format!("bench-ref:{i}"));
-        let start = Instant::now();
-        sh(dir.path(), "git", &["clone", "-q", "--depth", "1", &repo_url, clone.to_str().unwrap()]);
-        guard.ref_images.push(tag.clone());
-        sh(dir.path(), "docker", &["build", "-q", "-t", &tag, clone.to_str().unwrap()]);
-        let label = format!("berth-bench.run={run}");
-        let id = sh(dir.path(), "docker", &["run", "-d", "--init", "--label", &label, "--network", &network, &tag]);
-        let id = id.trim();
-        let fmt = "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}";
-        let ip = sh(dir.path(), "docker", &["inspect", "-f", fmt, id]).trim().to_owned();
-        wait_for_content(&format!("{ip}:8080"), &ip, &content, || {});
-        reference.push(start.elapsed());
-        sh(dir.path(), "docker", &["rm", "-f", id]);
-    }
 
-    // Berth.
+    // Berth, started before the first round (it idles while the reference runs).
     let data = dir.path().join("data");
     let data = data.to_str().unwrap();
     admin(&[
@@ -294,49 +283,80 @@ fn main() {
     guard.project_id = Some(p["id"].as_str().unwrap().to_owned());
     api("PUT", "/api/workspaces/bench/projects/app/git", Some(json!({"repo_url": repo_url})), 201);
 
+    // The rounds alternate between the two (and which goes first), so a drift in the machine's speed during the
+    // run (other processes, CPU taken by the hypervisor) falls on both rather than on whichever was measured second.
+    let mut reference = Vec::new();
     let mut berth = Vec::new();
     let mut switches = Vec::new();
     for i in 0..rounds {
-        let content = format!("berth round {i} of run {run}");
-        commit(&repo, &content);
-        let start = Instant::now();
-        let d = api("POST", "/api/workspaces/bench/projects/app/deployments", Some(json!({})), 202);
-        let id = d["id"].as_str().unwrap().to_owned();
-        let (dep_path, logs_path) = (
-            format!("/api/workspaces/bench/deployments/{id}"),
-            format!("/api/workspaces/bench/deployments/{id}/logs?limit=10000"),
-        );
-        let log_lines = || -> Vec<String> {
-            let logs = api("GET", &logs_path, None, 200);
-            let lines = logs["lines"].as_array().cloned().unwrap_or_default();
-            lines.iter().map(|l| l["line"].as_str().unwrap_or_default().to_owned()).collect()
-        };
-        wait_for_content(&apps, HOST, &content, || {
-            let d = api("GET", &dep_path, None, 200);
-            let status = d["status"].as_str().unwrap_or_default();
-            if matches!(status, "failed" | "cancelled") {
-                panic!("deployment {id} {status}: {}\nlog:\n{}", d["error"], log_lines().join("\n"));
+        let order = if i % 2 == 0 { [Side::Reference, Side::Berth] } else { [Side::Berth, Side::Reference] };
+        for side in order {
+            match side {
+                Side::Reference => {
+                    let content = format!("reference round {i} of run {run}");
+                    commit(&repo, &content);
+                    let (clone, tag) = (dir.path().join(format!("ref-{i}")), format!("bench-ref:{i}"));
+                    let start = Instant::now();
+                    sh(dir.path(), "git", &["clone", "-q", "--depth", "1", &repo_url, clone.to_str().unwrap()]);
+                    guard.ref_images.push(tag.clone());
+                    sh(dir.path(), "docker", &["build", "-q", "-t", &tag, clone.to_str().unwrap()]);
+                    let label = format!("berth-bench.run={run}");
+                    let id = sh(
+                        dir.path(),
+                        "docker",
+                        &["run", "-d", "--init", "--label", &label, "--network", &network, &tag],
+                    );
+                    let id = id.trim();
+                    let fmt = "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}";
+                    let ip = sh(dir.path(), "docker", &["inspect", "-f", fmt, id]).trim().to_owned();
+                    wait_for_content(&format!("{ip}:8080"), &ip, &content, || {});
+                    reference.push(start.elapsed());
+                    sh(dir.path(), "docker", &["rm", "-f", id]);
+                }
+                Side::Berth => {
+                    let content = format!("berth round {i} of run {run}");
+                    commit(&repo, &content);
+                    let start = Instant::now();
+                    let d = api("POST", "/api/workspaces/bench/projects/app/deployments", Some(json!({})), 202);
+                    let id = d["id"].as_str().unwrap().to_owned();
+                    let (dep_path, logs_path) = (
+                        format!("/api/workspaces/bench/deployments/{id}"),
+                        format!("/api/workspaces/bench/deployments/{id}/logs?limit=10000"),
+                    );
+                    let log_lines = || -> Vec<String> {
+                        let logs = api("GET", &logs_path, None, 200);
+                        let lines = logs["lines"].as_array().cloned().unwrap_or_default();
+                        lines.iter().map(|l| l["line"].as_str().unwrap_or_default().to_owned()).collect()
+                    };
+                    wait_for_content(&apps, HOST, &content, || {
+                        let d = api("GET", &dep_path, None, 200);
+                        let status = d["status"].as_str().unwrap_or_default();
+                        if matches!(status, "failed" | "cancelled") {
+                            panic!("deployment {id} {status}: {}\nlog:\n{}", d["error"], log_lines().join("\n"));
+                        }
+                    });
+                    berth.push(start.elapsed());
+                    let started = Instant::now();
+                    let switch = loop {
+                        let found = log_lines().iter().find_map(|l| {
+                            let (_, tail) = l.split_once("traffic switched ")?;
+                            tail.split_whitespace().next()?.parse::<f64>().ok()
+                        });
+                        if let Some(ms) = found {
+                            break ms;
+                        }
+                        assert!(
+                            started.elapsed() < Duration::from_secs(10),
+                            "no 'traffic switched' line:\n{}",
+                            log_lines().join("\n")
+                        );
+                        std::thread::sleep(Duration::from_millis(50));
+                    };
+                    switches.push(switch);
+                    std::thread::sleep(Duration::from_millis(1500)); // past the drain of the old replicas
+                }
             }
-        });
-        berth.push(start.elapsed());
-        let started = Instant::now();
-        let switch = loop {
-            let found = log_lines().iter().find_map(|l| {
-                let (_, tail) = l.split_once("traffic switched ")?;
-                tail.split_whitespace().next()?.parse::<f64>().ok()
-            });
-            if let Some(ms) = found {
-                break ms;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "no 'traffic switched' line:\n{}",
-                log_lines().join("\n")
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        switches.push(switch);
-        std::thread::sleep(Duration::from_millis(1500)); // past the drain of the old replicas
+        }
     }
     drop(guard);
 
