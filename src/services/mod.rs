@@ -45,7 +45,7 @@ pub use error::ServiceError;
 pub use git::{DeployKeyView, DetectResult, GitConnection, GitInput, GitTestResult, WebhookView};
 pub use health::{DockerHealth, Health};
 pub use invitations::{AcceptResult, CreatedInvitation};
-pub use projects::{BuildPatch, DeletedProject, ProjectInput, RuntimePatch};
+pub use projects::{BuildPatch, DeletedWithVolumes, ProjectInput, RuntimePatch};
 pub use ratelimit::RateLimiter;
 pub use runtime_logs::{LogAnalysis, LogRetention, LogUsage, ProjectLogUsage};
 pub use secrets::Secrets;

@@ -17,13 +17,13 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use utoipa::ToSchema;
 
-/// What `DELETE …/projects/:p` did.
+/// What `DELETE …/projects/:p` or `DELETE /workspaces/:ws` did.
 #[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct DeletedProject {
+pub struct DeletedWithVolumes {
     pub id: String,
     pub deleted: bool,
-    /// The Docker volumes of the project, which outlive it with their data (`docker volume rm` deletes one);
-    /// `null` when the Docker engine could not be asked.
+    /// The Docker volumes of the project (or of the workspace's projects and deleted databases), which outlive it
+    /// with their data (`docker volume rm` deletes one); `null` when the Docker engine could not be asked.
     pub volumes_kept: Option<Vec<String>>,
 }
 
@@ -358,7 +358,12 @@ impl Services {
     /// `DELETE /workspaces/:ws/projects/:p` (admin): removes the project with its environments, variables, git
     /// connection, deployments and domains; its replicas stop serving at once and are stopped and removed. Its
     /// volumes are kept (nothing holding data is deleted implicitly).
-    pub async fn delete_project(&self, actor: &Actor, ws: &str, project: &str) -> Result<DeletedProject, ServiceError> {
+    pub async fn delete_project(
+        &self,
+        actor: &Actor,
+        ws: &str,
+        project: &str,
+    ) -> Result<DeletedWithVolumes, ServiceError> {
         let (actor, ws, project) = (actor.clone(), ws.to_owned(), project.to_owned());
         let deleted = self
             .store
@@ -381,14 +386,20 @@ impl Services {
         // Its deployments went with it: the routes to its replicas go now, then the replicas.
         self.refresh_routes().await;
         self.remove_project_containers(&deleted.id).await;
-        let volumes_kept = match self.docker.list_volumes(&[(LABEL_PROJECT, &deleted.id)]).await {
+        let volumes_kept = self.kept_volumes(LABEL_PROJECT, &deleted.id).await;
+        Ok(DeletedWithVolumes { id: deleted.id, deleted: true, volumes_kept })
+    }
+
+    /// The volumes labelled `label` = `value` that a deletion left (they are never deleted implicitly); `None`, and a
+    /// warning in the log, when the Docker engine cannot be asked.
+    pub(crate) async fn kept_volumes(&self, label: &str, value: &str) -> Option<Vec<String>> {
+        match self.docker.list_volumes(&[(label, value)]).await {
             Ok(names) => Some(names),
             Err(e) => {
-                tracing::warn!(error = %e, project = %deleted.id, "could not list a deleted project's kept volumes");
+                tracing::warn!(error = %e, label, value, "could not list the volumes a deletion kept");
                 None
             }
-        };
-        Ok(DeletedProject { id: deleted.id, deleted: true, volumes_kept })
+        }
     }
 
     /// `GET …/projects/:p/environments`: any member.

@@ -1,8 +1,9 @@
 //! Workspaces: create, list, read, rename, delete.
 
 use super::access::{Actor, Via, resolve};
-use super::{ServiceError, Services};
+use super::{DeletedWithVolumes, ServiceError, Services};
 use crate::crypto;
+use crate::docker::LABEL_WORKSPACE;
 use crate::domain::{PageRequest, Paged, Role, Slug, Workspace, derive_slug, new_id, now, validate_name};
 use crate::store;
 use rusqlite::Connection;
@@ -145,7 +146,7 @@ impl Services {
     /// `DELETE /workspaces/:ws` (owner): removes the workspace with its members, invitations, keys and projects,
     /// whose replicas are stopped and removed as when each project is deleted (volumes are kept). Refused (409)
     /// while it has databases. The audit trail is kept.
-    pub async fn delete_workspace(&self, actor: &Actor, slug: &str) -> Result<(), ServiceError> {
+    pub async fn delete_workspace(&self, actor: &Actor, slug: &str) -> Result<DeletedWithVolumes, ServiceError> {
         let (actor, slug) = (actor.clone(), slug.to_owned());
         let (workspace, projects) = self
             .store
@@ -175,6 +176,7 @@ impl Services {
         if let Err(e) = self.docker.remove_network(&super::deployer::network_name(&workspace)).await {
             tracing::warn!(error = %e, workspace = %workspace.slug, "while removing a deleted workspace's network");
         }
-        Ok(())
+        let volumes_kept = self.kept_volumes(LABEL_WORKSPACE, &workspace.id).await;
+        Ok(DeletedWithVolumes { id: workspace.id, deleted: true, volumes_kept })
     }
 }

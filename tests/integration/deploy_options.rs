@@ -294,7 +294,11 @@ async fn deleting_a_project_or_its_workspace_removes_its_replicas_and_keeps_its_
     );
     assert!(volumes.contains(&format!("berth-{}-data", ids[0])), "the deleted project's volume is kept: {volumes}");
 
-    env.delete("/api/workspaces/acme", &owner).await.expect(200);
+    let r = env.delete("/api/workspaces/acme", &owner).await.expect(200);
+    let mut kept: Vec<String> = ids.iter().map(|id| format!("berth-{id}-data")).collect();
+    kept.sort();
+    assert_eq!(r.data()["volumes_kept"], json!(kept), "the answer names both projects' volumes");
+    assert_eq!(r.data()["id"], json!(ws_id));
     assert_eq!(
         containers(&format!("berth.workspace={ws_id}")),
         Vec::<String>::new(),

@@ -5,7 +5,7 @@ use super::extract::{ApiJson, Auth, Pagination};
 use super::views::{Deleted, PageParams};
 use super::{CommonErrors, Envelope, created, ok};
 use crate::domain::{Environment, Project};
-use crate::services::{Access, DeletedProject, ProjectInput};
+use crate::services::{Access, DeletedWithVolumes, ProjectInput};
 use crate::web::AppState;
 use axum::extract::{Path, State};
 use axum::response::Response;
@@ -102,7 +102,7 @@ pub async fn update_project(
 /// Deletes a project with its environments, variables and git connection (admin).
 #[utoipa::path(delete, path = "/api/workspaces/{ws}/projects/{p}", tag = "projects",
     params(("ws" = String, Path, description = "Workspace slug"), ("p" = String, Path, description = "Project slug")),
-    responses((status = 200, description = "Deleted; its volumes are kept and listed", body = Envelope<DeletedProject>), CommonErrors))]
+    responses((status = 200, description = "Deleted; its volumes are kept and listed", body = Envelope<DeletedWithVolumes>), CommonErrors))]
 pub async fn delete_project(
     State(state): State<AppState>,
     Auth(actor): Auth,

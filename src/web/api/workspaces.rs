@@ -4,7 +4,7 @@ use super::error::ApiError;
 use super::extract::{ApiJson, Auth, Pagination};
 use super::views::*;
 use super::{CommonErrors, Envelope, created, ok};
-use crate::services::WorkspacePatch;
+use crate::services::{DeletedWithVolumes, WorkspacePatch};
 use crate::web::AppState;
 use axum::extract::{Path, State};
 use axum::response::Response;
@@ -64,15 +64,13 @@ pub async fn update_workspace(
 
 /// Deletes a workspace with its members, invitations and keys (owner). The audit trail is kept.
 #[utoipa::path(delete, path = "/api/workspaces/{ws}", tag = "workspaces", params(("ws" = String, Path, description = "Workspace slug")),
-    responses((status = 200, description = "Deleted", body = Envelope<Deleted>), CommonErrors))]
+    responses((status = 200, description = "Deleted; the volumes it kept are listed", body = Envelope<DeletedWithVolumes>), CommonErrors))]
 pub async fn delete_workspace(
     State(state): State<AppState>,
     Auth(actor): Auth,
     Path(ws): Path<String>,
 ) -> Result<Response, ApiError> {
-    let access = state.services.access(&actor, &ws).await?;
-    state.services.delete_workspace(&actor, &ws).await?;
-    Ok(ok(Deleted { id: access.workspace.id, deleted: true }))
+    Ok(ok(state.services.delete_workspace(&actor, &ws).await?))
 }
 
 /// Who did what, when, from which key or session (admin). Newest first.
