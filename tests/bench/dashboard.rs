@@ -7,26 +7,20 @@
 //! It prints measurements and targets; it does not fail on a noisy machine.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod admin;
 mod ports;
+use admin::{BIN, seed_user_and_key};
 use ports::free_ports;
 use serde_json::json;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_berth");
 const PROJECTS: usize = 100;
 const TARGET_P99: Duration = Duration::from_millis(10);
 const TARGET_BYTES: usize = 100 * 1024;
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-/// Runs `berth admin <args> --data-dir <data>` and returns its standard output.
-fn admin(data: &str, args: &[&str]) -> String {
-    let out = Command::new(BIN).arg("admin").args(args).args(["--data-dir", data]).output().unwrap();
-    assert!(out.status.success(), "berth admin {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// `berth serve`, stopped (SIGTERM) on drop.
@@ -45,9 +39,7 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let data = data.to_str().unwrap();
-    admin(data, &["create-user", "--email", "bench@berth.test", "--password", "password123", "--workspace", "acme"]);
-    let out = admin(data, &["create-key", "--email", "bench@berth.test", "--workspace", "acme", "--name", "seed"]);
-    let key = out.lines().last().unwrap().trim().to_owned();
+    let key = seed_user_and_key(data, "bench@berth.test", "password123", "acme");
 
     let listen = format!("127.0.0.1:{}", free_ports::<1>()[0]);
     let _server = Server(

@@ -8,7 +8,9 @@
 //! It prints measurements, targets and ratios; it does not fail on a noisy machine, only when something breaks.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod admin;
 mod ports;
+use admin::{BIN, seed_user_and_key};
 use ports::free_ports;
 use serde_json::{Value, json};
 use std::io::{Read, Write};
@@ -17,7 +19,6 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_berth");
 const BASE_IMAGE: &str = "berth-test/busybox:1";
 const HOST: &str = "app.bench.localhost";
 
@@ -178,12 +179,6 @@ fn wait_for_content(addr: &str, host: &str, want: &str, mut check: impl FnMut())
     }
 }
 
-fn admin(args: &[&str]) -> String {
-    let out = Command::new(BIN).arg("admin").args(args).output().unwrap();
-    assert!(out.status.success(), "berth admin {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
-
 /// One side of a round.
 enum Side {
     Reference,
@@ -231,29 +226,7 @@ fn main() {
     // Berth, started before the first round (it idles while the reference runs).
     let data = dir.path().join("data");
     let data = data.to_str().unwrap();
-    admin(&[
-        "create-user",
-        "--data-dir",
-        data,
-        "--email",
-        "bench@example.com",
-        "--password",
-        "benchmark-pw",
-        "--workspace",
-        "bench",
-    ]);
-    let key_out = admin(&[
-        "create-key",
-        "--data-dir",
-        data,
-        "--email",
-        "bench@example.com",
-        "--workspace",
-        "bench",
-        "--name",
-        "bench",
-    ]);
-    let key = key_out.lines().last().unwrap().trim().to_owned();
+    let key = seed_user_and_key(data, "bench@example.com", "benchmark-pw", "bench");
     let [listen, apps] = free_ports().map(|port: u16| format!("127.0.0.1:{port}"));
     let child = Command::new(BIN)
         .args(["serve", "--data-dir", data, "--listen", &listen, "--http-listen", &apps])

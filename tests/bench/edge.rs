@@ -8,9 +8,12 @@
 //!
 //! The Berth proxy runs in a child process (this binary with the argument `proxy-server`) so its memory is its own.
 //! It prints measurements, targets and ratios; it does not fail on a noisy machine. `BERTH_BENCH_SECONDS` sets the
-//! load duration per case and front (default 20), split into [`ROUNDS`] rounds that alternate between the two
-//! fronts (and which goes first), so a drift in the machine's speed during the run (other processes, CPU frequency)
-//! falls on both rather than on whichever was measured second; the medians of the rounds are compared.
+//! load duration per case and front (default 21), split into [`ROUNDS`] rounds that alternate between the two
+//! fronts (and which goes first), so a drift in the machine's speed during the run (other processes, CPU frequency,
+//! a neighbour on the host taking CPU time) falls on both rather than on whichever was measured second. The ratios
+//! against the targets are the medians of the rounds' ratios: each round compares the two fronts measured seconds
+//! apart, so a slow stretch of the machine cancels out within the round instead of showing up as a gap between the
+//! two fronts' own medians (which are printed too, with every round's figures).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod ports;
@@ -32,7 +35,7 @@ use rustls::sign::CertifiedKey;
 /// The `Host` both fronts are asked for.
 const HOST: &str = "bench.test";
 /// Rounds per case: each measures both fronts for a share of the case's duration.
-const ROUNDS: u64 = 5;
+const ROUNDS: u64 = 7;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -46,7 +49,7 @@ fn main() {
             std::process::exit(1);
         }
     }
-    let seconds: u64 = std::env::var("BERTH_BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(20);
+    let seconds: u64 = std::env::var("BERTH_BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(21);
     println!(
         "berth edge benchmark ({} cores, {seconds} s per case)",
         std::thread::available_parallelism().map_or(0, |n| n.get())
@@ -82,19 +85,20 @@ fn main() {
                 ours.push(wrk(&b, connections, round_seconds));
             }
         }
-        let round_ratios: Vec<f64> = ours.iter().zip(&theirs).map(|(o, t)| o.rps / t.rps).collect();
+        let rps_ratios: Vec<f64> = ours.iter().zip(&theirs).map(|(o, t)| o.rps / t.rps).collect();
+        let p99_ratios: Vec<f64> = ours.iter().zip(&theirs).map(|(o, t)| o.p99_ms / t.p99_ms).collect();
         let round_p99s: Vec<String> =
             ours.iter().zip(&theirs).map(|(o, t)| format!("{:.1}/{:.1}", o.p99_ms, t.p99_ms)).collect();
         let (ours, theirs) = (Load::median(&ours), Load::median(&theirs));
         println!(
-            "{scheme:5} c={connections:3}: berth {:6.0} req/s p99 {:6.2} ms | nginx {:6.0} req/s p99 {:6.2} ms | ratio throughput {:.2} (target ≥ 1.0) p99 ratio {:.2} (target ≤ 1.2) | per round {} | p99 ms per round (berth/nginx) {}",
+            "{scheme:5} c={connections:3}: ratio throughput {:.2} (target ≥ 1.0) p99 ratio {:.2} (target ≤ 1.2) | medians: berth {:6.0} req/s p99 {:6.2} ms, nginx {:6.0} req/s p99 {:6.2} ms | throughput per round {} | p99 ms per round (berth/nginx) {}",
+            median(rps_ratios.clone()),
+            median(p99_ratios),
             ours.rps,
             ours.p99_ms,
             theirs.rps,
             theirs.p99_ms,
-            ours.rps / theirs.rps,
-            ours.p99_ms / theirs.p99_ms,
-            round_ratios.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>().join(" "),
+            rps_ratios.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>().join(" "),
             round_p99s.join(" ")
         );
     }
@@ -118,13 +122,15 @@ struct Load {
     p99_ms: f64,
 }
 
+/// The middle value of `values` (the upper middle of an even count).
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
 impl Load {
     /// The median throughput and the median p99 of `runs` (each on its own).
     fn median(runs: &[Load]) -> Load {
-        let median = |mut values: Vec<f64>| {
-            values.sort_by(f64::total_cmp);
-            values[values.len() / 2]
-        };
         Load {
             rps: median(runs.iter().map(|l| l.rps).collect()),
             p99_ms: median(runs.iter().map(|l| l.p99_ms).collect()),

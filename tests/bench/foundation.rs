@@ -7,14 +7,14 @@
 //! It prints measurements, targets and ratios; it does not fail on a noisy machine.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod admin;
 mod ports;
+use admin::{BIN, seed_user_and_key};
 use ports::free_ports;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_berth");
 
 /// One raw HTTP/1.1 GET; the status code, or None when nothing answers.
 fn http_get(addr: &str, path: &str, key: Option<&str>) -> Option<(u16, String)> {
@@ -115,38 +115,7 @@ fn main() {
     let data = data.to_str().unwrap();
     let listen = format!("127.0.0.1:{}", free_ports::<1>()[0]);
 
-    let ok = Command::new(BIN)
-        .args([
-            "admin",
-            "create-user",
-            "--data-dir",
-            data,
-            "--email",
-            "bench@example.com",
-            "--password",
-            "benchmark-pw",
-            "--workspace",
-            "bench",
-        ])
-        .output()
-        .unwrap();
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
-    let out = Command::new(BIN)
-        .args([
-            "admin",
-            "create-key",
-            "--data-dir",
-            data,
-            "--email",
-            "bench@example.com",
-            "--workspace",
-            "bench",
-            "--name",
-            "bench",
-        ])
-        .output()
-        .unwrap();
-    let key = String::from_utf8(out.stdout).unwrap().lines().last().unwrap().trim().to_owned();
+    let key = seed_user_and_key(data, "bench@example.com", "benchmark-pw", "bench");
 
     println!(
         "berth foundation benchmark ({} cores)",
