@@ -181,6 +181,7 @@ impl ConfigArgs {
 
 /// Runs a parsed command line; the exit code says whether it worked.
 pub fn run(cli: Cli) -> ExitCode {
+    abort_on_panic();
     let result = match cli.command {
         Command::Config(ConfigCommand::PrintDefault) => {
             print!("{DEFAULT_TOML}");
@@ -197,6 +198,19 @@ pub fn run(cli: Cli) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Makes a panic anywhere end the process, as `panic = "abort"` would: the default hook prints the message and
+/// where it happened, then the process aborts and systemd (`Restart=on-failure`) starts it again. Without this a
+/// panic in a spawned task would end that task alone, and a background loop (renewals, backups, health checks)
+/// could stop quietly while the server went on looking healthy. The release profile itself unwinds so that the
+/// binary and the benchmarks (test and bench targets always unwind) share one build of every dependency.
+fn abort_on_panic() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        std::process::abort();
+    }));
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -311,4 +325,37 @@ async fn admin(cmd: AdminCommand) -> anyhow::Result<ExitCode> {
         AdminCommand::RotateSecretKey { .. } => {}
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use std::os::unix::process::ExitStatusExt;
+
+    /// The child's part of [`a_panic_in_a_spawned_task_ends_the_process`]: with the hook installed, a panic in a
+    /// task on the runtime `serve` uses. Exits 0 only if the process outlived the panic.
+    fn panic_in_a_task() -> ! {
+        super::abort_on_panic();
+        let runtime = super::runtime().unwrap();
+        runtime.block_on(async {
+            let _ = tokio::spawn(async { panic!("a bug in a background loop") }).await;
+        });
+        std::process::exit(0)
+    }
+
+    #[test]
+    fn a_panic_in_a_spawned_task_ends_the_process() {
+        if std::env::var_os("BERTH_TEST_PANIC_CHILD").is_some() {
+            panic_in_a_task();
+        }
+        // This test binary again, running only this test, as the child.
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "cli::tests::a_panic_in_a_spawned_task_ends_the_process", "--nocapture"])
+            .env("BERTH_TEST_PANIC_CHILD", "1")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.signal(), Some(nix::libc::SIGABRT), "the process went on after the panic: {stderr}");
+        assert!(stderr.contains("a bug in a background loop"), "the panic was not reported: {stderr}");
+    }
 }
