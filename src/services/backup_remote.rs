@@ -321,7 +321,7 @@ impl Services {
         let corrupt = |why: String| {
             ServiceError::conflict(
                 "backup_corrupt",
-                format!("backup {}'s file does not match its recorded SHA-256 and {why}; nothing was restored", b.id),
+                format!("backup {}'s file does not match its recorded SHA-256 and {why}; it was not used", b.id),
             )
         };
         let remote = match &b.remote {

@@ -361,7 +361,7 @@ impl Services {
     ) -> Result<BackupFile, ServiceError> {
         let (access, row) = self.find_database(actor, ws, id, Role::Admin, "downloading backups").await?;
         let (b, path) = self.find_backup(&row, backup).await?;
-        self.ensure_local(&b, &path).await?;
+        self.ensure_verified(&b, &path).await?;
         let file = tokio::fs::File::open(&path).await.map_err(|e| {
             ServiceError::conflict("backup_missing", format!("the file of backup {backup} cannot be read: {e}"))
         })?;
@@ -370,6 +370,25 @@ impl Services {
         self.audit_database(actor, &access, "database.backup.download", &row, details).await?;
         let file_name = BackupView::from(b).file_name.unwrap_or_else(|| "backup.gz".to_owned());
         Ok(BackupFile { file_name, size, file })
+    }
+
+    /// Makes sure backup `b`'s file is at `path` and matches its recorded SHA-256, before it is restored or
+    /// downloaded: a missing file is fetched from its S3 copy ([`Self::ensure_local`]), a corrupt one replaced by it
+    /// ([`Self::replace_corrupt`]); with no usable copy the answer is `backup_missing` or `backup_corrupt`. One
+    /// check of a given backup runs at a time: two at once could both find the file corrupt, and the second would
+    /// move the good copy the first fetched aside.
+    async fn ensure_verified(&self, b: &BackupRow, path: &Path) -> Result<(), ServiceError> {
+        let lock = self.db_locks.of(&b.id);
+        let _held = lock.lock().await;
+        self.ensure_local(b, path).await?;
+        let check = path.to_path_buf();
+        let actual = tokio::task::spawn_blocking(move || file_sha256(&check)).await?.map_err(|e| {
+            ServiceError::conflict("backup_missing", format!("the file of backup {} cannot be read: {e}", b.id))
+        })?;
+        if Some(actual.as_str()) != b.sha256.as_deref() {
+            self.replace_corrupt(b, path).await?;
+        }
+        Ok(())
     }
 
     /// `DELETE …/backups/:b` (admin, audited): removes a finished backup and its file. A running one is 409.
@@ -427,14 +446,7 @@ impl Services {
             ));
         }
         let (b, path) = self.find_backup(&row, backup).await?;
-        self.ensure_local(&b, &path).await?;
-        let check = path.clone();
-        let actual = tokio::task::spawn_blocking(move || file_sha256(&check)).await?.map_err(|e| {
-            ServiceError::conflict("backup_missing", format!("the file of backup {backup} cannot be read: {e}"))
-        })?;
-        if Some(actual.as_str()) != b.sha256.as_deref() {
-            self.replace_corrupt(&b, &path).await?;
-        }
+        self.ensure_verified(&b, &path).await?;
         let (target, safety) = match &input.into {
             Some(new_name) => {
                 let name = crate::domain::database::validate_database_name("into", new_name)?;

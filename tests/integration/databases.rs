@@ -277,6 +277,9 @@ async fn round_trip(c: &Client) {
     assert_eq!(std::fs::read(&file).unwrap(), bytes, "the file is left as it was");
     let after = env.get(&format!("{ws}/databases/{id}/backups"), &owner).await.expect(200);
     assert_eq!(after.data()["backups"].as_array().unwrap().len(), before, "no safety backup was taken");
+    // Nor is it downloaded.
+    let r = env.get(&format!("{ws}/databases/{id}/backups/{backup2}/download"), &owner).await.expect(409);
+    assert_eq!(r.code(), "backup_corrupt", "{}", r.body);
     in_app(&app, c, c.write);
 
     eprintln!("databases: {} after restarts at {} ms", c.kind, started.elapsed().as_millis());

@@ -111,13 +111,8 @@ async fn databases_s3_backups_upload_restore_from_the_copy_and_deletes_reach_the
     // Download does the same, and gets the same bytes.
     std::fs::remove_file(&local).unwrap();
     let Cred::Key(api_key) = &owner else { unreachable!() };
-    let got = env
-        .http
-        .get(format!("{}{WS}/databases/{id}/backups/{bid}/download", env.base))
-        .header("X-API-Key", api_key)
-        .send()
-        .await
-        .unwrap();
+    let download = format!("{}{WS}/databases/{id}/backups/{bid}/download", env.base);
+    let got = env.http.get(&download).header("X-API-Key", api_key).send().await.unwrap();
     assert_eq!(got.status(), 200);
     use sha2::Digest;
     assert_eq!(&hex::encode(sha2::Sha256::digest(got.bytes().await.unwrap())), sha);
@@ -130,6 +125,12 @@ async fn databases_s3_backups_upload_restore_from_the_copy_and_deletes_reach_the
     assert_eq!(&hex::encode(sha2::Sha256::digest(std::fs::read(&local).unwrap())), sha);
     let aside = local.with_file_name(format!("{}.corrupt", b["file_name"].as_str().unwrap()));
     assert_eq!(std::fs::read_to_string(&aside).unwrap(), "bit rot", "the bad file is kept aside");
+    // Download checks the file the same way: a corrupt one is replaced by the copy before anything is sent.
+    std::fs::write(&local, "bit rot too").unwrap();
+    let got = env.http.get(&download).header("X-API-Key", api_key).send().await.unwrap();
+    assert_eq!(got.status(), 200);
+    assert_eq!(&hex::encode(sha2::Sha256::digest(got.bytes().await.unwrap())), sha, "the copy's bytes");
+    assert_eq!(std::fs::read_to_string(&aside).unwrap(), "bit rot too");
 
     // A copy that does not match the recorded checksum is refused, and nothing is left behind.
     std::fs::remove_file(&local).unwrap();
