@@ -203,8 +203,8 @@ pub fn run(cli: Cli) -> ExitCode {
 /// Makes a panic anywhere end the process, as `panic = "abort"` would: the default hook prints the message and
 /// where it happened, then the process aborts and systemd (`Restart=on-failure`) starts it again. Without this a
 /// panic in a spawned task would end that task alone, and a background loop (renewals, backups, health checks)
-/// could stop quietly while the server went on looking healthy. The release profile itself unwinds so that the
-/// binary and the benchmarks (test and bench targets always unwind) share one build of every dependency.
+/// could stop quietly while the server went on looking healthy. The release profile aborts anyway; this makes the
+/// builds that unwind (tests, and the benchmarks' build, see `Cargo.toml`) behave the same.
 fn abort_on_panic() {
     let report = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
