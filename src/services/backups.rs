@@ -378,7 +378,7 @@ impl Services {
     /// check of a given backup runs at a time: two at once could both find the file corrupt, and the second would
     /// move the good copy the first fetched aside.
     async fn ensure_verified(&self, b: &BackupRow, path: &Path) -> Result<(), ServiceError> {
-        let lock = self.db_locks.of(&b.id);
+        let lock = self.backup_locks.of(&b.id);
         let _held = lock.lock().await;
         self.ensure_local(b, path).await?;
         let check = path.to_path_buf();

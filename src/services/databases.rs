@@ -37,8 +37,8 @@ pub struct DatabaseInput {
     pub public: bool,
 }
 
-/// One lock per database, so a backup, a restore, a stop and a delete of the same database never overlap; also one
-/// per backup (keyed by its id), for checking its file before it is used (`Services::ensure_verified`).
+/// One lock per key: per database, so a backup, a restore, a stop and a delete of the same database never overlap;
+/// per backup, so its file is checked by one restore or download at a time (`Services::ensure_verified`).
 #[derive(Default)]
 pub(crate) struct Locks(Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
 

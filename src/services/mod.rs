@@ -105,6 +105,8 @@ pub struct Services {
     log_hub: runtime_logs::Hub,
     /// One lock per managed database (backup, restore, stop and delete never overlap).
     db_locks: databases::Locks,
+    /// One lock per backup, held while its file is checked (and replaced from S3) before a restore or download.
+    backup_locks: databases::Locks,
     /// Where failed backups and certificates are announced (the audit log and the operator's webhooks).
     notifier: notifications::Notifier,
     /// The S3-compatible bucket backups are also uploaded to (`s3_*` config).
@@ -145,6 +147,7 @@ impl Services {
             secret_values: Mutex::new(HashMap::new()),
             log_hub: runtime_logs::Hub::new(),
             db_locks: databases::Locks::default(),
+            backup_locks: databases::Locks::default(),
             notifier: notifications::Notifier::new(),
             backup_target: None,
             backup_uploads: tokio::sync::Notify::new(),
