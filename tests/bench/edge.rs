@@ -2,6 +2,9 @@
 //! reverse proxy, both in front of the same nginx serving a 1 KiB static file, in the same run:
 //! - requests/s and p99 latency with wrk for HTTP and HTTPS (TLS 1.3, same certificate) at 64 and 256 connections
 //!   (targets: throughput ratio berth/nginx ≥ 1.0, p99 ratio ≤ 1.2),
+//! - the CPU time each front spends per request in those runs (user and system, from `/proc`; no target): on a
+//!   machine where wrk, the backend and both fronts share few cores, this is steadier than the throughput ratio,
+//!   and says whether a gap in throughput is the proxy's own cost or the machine's scheduling,
 //! - peak RSS of the Berth proxy process under that load next to nginx's (all its processes),
 //! - the cost of a route lookup (`RouteTable::get`) and of a certificate lookup by SNI (`CertResolver::lookup`) with
 //!   10 and 10,000 names (target: flat, ratio ≈ 1).
@@ -60,6 +63,8 @@ fn main() {
     let backend = Nginx::backend(&dir.path().join("backend"));
     let front = Nginx::front(&dir.path().join("front"), backend.port, &tls);
     let berth = BerthProxy::start(backend.port, &tls);
+    let (berth_pids, nginx_pids) = (vec![berth.child.id()], process_tree(front.child.id()));
+    let tick_seconds = 1.0 / clock_ticks_per_second();
     println!("backend: nginx on 127.0.0.1:{} serving a 1 KiB file", backend.port);
     if Command::new("caddy").arg("version").output().is_err() {
         println!("caddy: not installed, not compared");
@@ -67,7 +72,7 @@ fn main() {
 
     // Warm both fronts (connections, TLS session setup paths, allocator) before measuring.
     for base in [berth.http_url(), front.http_url(), berth.https_url(), front.https_url()] {
-        wrk(&base, 64, 2);
+        wrk(&base, 64, 2, &[], tick_seconds);
     }
     for (scheme, connections) in [("http", 64), ("http", 256), ("https", 64), ("https", 256)] {
         let (b, n) = match scheme {
@@ -78,15 +83,16 @@ fn main() {
         let (mut ours, mut theirs) = (Vec::new(), Vec::new());
         for round in 0..ROUNDS {
             if round % 2 == 0 {
-                ours.push(wrk(&b, connections, round_seconds));
-                theirs.push(wrk(&n, connections, round_seconds));
+                ours.push(wrk(&b, connections, round_seconds, &berth_pids, tick_seconds));
+                theirs.push(wrk(&n, connections, round_seconds, &nginx_pids, tick_seconds));
             } else {
-                theirs.push(wrk(&n, connections, round_seconds));
-                ours.push(wrk(&b, connections, round_seconds));
+                theirs.push(wrk(&n, connections, round_seconds, &nginx_pids, tick_seconds));
+                ours.push(wrk(&b, connections, round_seconds, &berth_pids, tick_seconds));
             }
         }
         let rps_ratios: Vec<f64> = ours.iter().zip(&theirs).map(|(o, t)| o.rps / t.rps).collect();
         let p99_ratios: Vec<f64> = ours.iter().zip(&theirs).map(|(o, t)| o.p99_ms / t.p99_ms).collect();
+        let cpu_ratios: Vec<f64> = ours.iter().zip(&theirs).map(|(o, t)| o.cpu_us / t.cpu_us).collect();
         let round_p99s: Vec<String> =
             ours.iter().zip(&theirs).map(|(o, t)| format!("{:.1}/{:.1}", o.p99_ms, t.p99_ms)).collect();
         let (ours, theirs) = (Load::median(&ours), Load::median(&theirs));
@@ -100,6 +106,12 @@ fn main() {
             theirs.p99_ms,
             rps_ratios.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>().join(" "),
             round_p99s.join(" ")
+        );
+        println!(
+            "{scheme:5} c={connections:3}: CPU per request ratio {:.2} (berth/nginx, no target) | medians: berth {:.1} µs, nginx {:.1} µs",
+            median(cpu_ratios),
+            ours.cpu_us,
+            theirs.cpu_us
         );
     }
     let berth_peak = vm_hwm_kib(berth.child.id());
@@ -116,10 +128,11 @@ fn main() {
     lookups();
 }
 
-/// wrk's summary of one run.
+/// wrk's summary of one run, and the CPU time the front under test spent per request in it.
 struct Load {
     rps: f64,
     p99_ms: f64,
+    cpu_us: f64,
 }
 
 /// The middle value of `values` (the upper middle of an even count).
@@ -134,26 +147,34 @@ impl Load {
         Load {
             rps: median(runs.iter().map(|l| l.rps).collect()),
             p99_ms: median(runs.iter().map(|l| l.p99_ms).collect()),
+            cpu_us: median(runs.iter().map(|l| l.cpu_us).collect()),
         }
     }
 }
 
-/// Runs wrk (2 threads) against `url` with `Host: bench.test`.
-fn wrk(url: &str, connections: u32, seconds: u64) -> Load {
+/// Runs wrk (2 threads) against `url` with `Host: bench.test`, counting the CPU time of `front` (the processes
+/// serving `url`) meanwhile.
+fn wrk(url: &str, connections: u32, seconds: u64, front: &[u32], tick_seconds: f64) -> Load {
+    let cpu_before = cpu_ticks(front);
     let out = Command::new("wrk")
         .args(["-t2", &format!("-c{connections}"), &format!("-d{seconds}s"), "--latency", "-H"])
         .arg(format!("Host: {HOST}"))
         .arg(url)
         .output()
         .expect("while running wrk");
+    let cpu_seconds = cpu_ticks(front).saturating_sub(cpu_before) as f64 * tick_seconds;
     let text = String::from_utf8_lossy(&out.stdout);
     for line in text.lines().filter(|l| l.contains("Non-2xx") || l.contains("Socket errors")) {
         println!("  warning ({url}, c={connections}): {}", line.trim());
     }
     let rps = text.lines().find_map(|l| l.strip_prefix("Requests/sec:")).and_then(|v| v.trim().parse().ok());
     let p99 = text.lines().find_map(|l| l.trim().strip_prefix("99%")).and_then(|v| duration_ms(v.trim()));
-    match (rps, p99) {
-        (Some(rps), Some(p99_ms)) => Load { rps, p99_ms },
+    // `  189789 requests in 5.00s, 232.73MB read`
+    let requests = text.lines().find_map(|l| l.trim().split_once(" requests in ")?.0.parse::<f64>().ok());
+    match (rps, p99, requests) {
+        (Some(rps), Some(p99_ms), Some(requests)) if requests > 0.0 => {
+            Load { rps, p99_ms, cpu_us: cpu_seconds / requests * 1e6 }
+        }
         _ => panic!("could not read wrk's output for {url}:\n{text}\n{}", String::from_utf8_lossy(&out.stderr)),
     }
 }
@@ -387,6 +408,28 @@ fn vm_hwm_kib(pid: u32) -> u64 {
             line.split_whitespace().next()?.parse().ok()
         })
         .unwrap_or(0)
+}
+
+/// The user and system CPU time of `pids` (each with all its threads) so far, in clock ticks.
+fn cpu_ticks(pids: &[u32]) -> u64 {
+    pids.iter()
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // After the parenthesised command: utime and stime are its 12th and 13th fields (proc(5)).
+            let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+            Some(fields.next()?.parse::<u64>().ok()? + fields.next()?.parse::<u64>().ok()?)
+        })
+        .sum()
+}
+
+/// The unit of `/proc/<pid>/stat`'s CPU times (`getconf CLK_TCK`, 100 on Linux as a rule).
+fn clock_ticks_per_second() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|out| String::from_utf8(out.stdout).ok()?.trim().parse().ok())
+        .unwrap_or(100.0)
 }
 
 /// `root` and its direct children (nginx's workers), from `/proc/<pid>/stat`.
