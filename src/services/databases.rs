@@ -43,11 +43,22 @@ pub struct DatabaseInput {
 pub(crate) struct Locks(Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
 
 impl Locks {
+    /// The lock of `id`. Locks nobody holds or waits for any more (the map has the only reference) are dropped on
+    /// the way, so the map holds only the keys in use instead of one entry for every database and backup ever locked;
+    /// dropping such a lock cannot let two holders overlap, as there is no holder to overlap with.
     pub(crate) fn of(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
         match self.0.lock() {
-            Ok(mut map) => map.entry(id.to_owned()).or_default().clone(),
+            Ok(mut map) => {
+                map.retain(|key, lock| key == id || Arc::strong_count(lock) > 1);
+                map.entry(id.to_owned()).or_default().clone()
+            }
             Err(_) => Arc::new(tokio::sync::Mutex::new(())),
         }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.0.lock().map_or(0, |map| map.len())
     }
 }
 
@@ -540,5 +551,30 @@ impl Services {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_held_lock_is_shared_and_released_locks_are_dropped() {
+        let locks = Locks::default();
+        let held = locks.of("db1");
+        let guard = held.try_lock().unwrap();
+        // The same key while held: the same lock, so a second holder waits.
+        assert!(locks.of("db1").try_lock().is_err());
+        for n in 0..100 {
+            drop(locks.of(&format!("backup{n}")));
+        }
+        // Only the lock in use is left (and the one just asked for).
+        assert!(locks.len() <= 2, "{} locks kept", locks.len());
+        assert!(locks.of("db1").try_lock().is_err());
+        drop(guard);
+        drop(held);
+        drop(locks.of("other"));
+        assert_eq!(locks.len(), 1);
+        assert!(locks.of("db1").try_lock().is_ok());
     }
 }
