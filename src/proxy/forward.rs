@@ -73,6 +73,14 @@ pub(crate) struct Exchange {
     client_upgrade: Option<OnUpgrade>,
 }
 
+/// What [`Proxy::prepare`] made of a request it could route.
+enum Prepared {
+    /// To be sent to one of the host's replicas.
+    Forward(Exchange),
+    /// Answered by the proxy itself: a redirect to HTTPS, or a domain verification token.
+    Answer(Response<ProxyBody>),
+}
+
 /// The route key of a request's host, for error messages and logs.
 fn route_key(host: &HeaderValue) -> String {
     normalize_host(host.to_str().unwrap_or_default())
@@ -96,8 +104,8 @@ impl Proxy {
         });
         let finishing = Finishing { request_id, hsts, hsts_host, logged };
         match self.prepare(req, conn, &finishing.request_id) {
-            Ok(Ok(exchange)) => Step::Forward(finishing, exchange),
-            Ok(Err(response)) => Step::Local(finishing, Ok(response)),
+            Ok(Prepared::Forward(exchange)) => Step::Forward(finishing, exchange),
+            Ok(Prepared::Answer(response)) => Step::Local(finishing, Ok(response)),
             Err(error) => Step::Local(finishing, Err(error)),
         }
     }
@@ -177,7 +185,7 @@ impl Proxy {
         mut req: Request<Incoming>,
         conn: &ConnInfo,
         request_id: &HeaderValue,
-    ) -> Result<Result<Exchange, Response<ProxyBody>>, ProxyError> {
+    ) -> Result<Prepared, ProxyError> {
         if req.method() == hyper::Method::CONNECT {
             return Err(ProxyError::BadRequest { reason: "uses CONNECT, which this server does not support" });
         }
@@ -198,7 +206,7 @@ impl Proxy {
                 http_body_util::Full::new(bytes::Bytes::from(token)).map_err(|never| match never {}).boxed_unsync();
             let mut response = Response::new(body);
             response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-            return Ok(Err(response));
+            return Ok(Prepared::Answer(response));
         }
         // One load of the snapshot: the request is routed entirely by either the old or the new table. The guard is
         // dropped once the request is routed: arc-swap has a few cheap guard slots per thread, and a guard held by
@@ -209,7 +217,7 @@ impl Proxy {
                 && table.is_https_only(&host)
                 && !req.uri().path().starts_with("/.well-known/acme-challenge/")
             {
-                return Ok(Err(self.redirect_to_https(&host, req.uri())));
+                return Ok(Prepared::Answer(self.redirect_to_https(&host, req.uri())));
             }
             table.get_normalized(&host).cloned().ok_or_else(|| ProxyError::UnknownHost { host: host.to_string() })?
         };
@@ -243,7 +251,13 @@ impl Proxy {
         // the replica is reached directly, `Host` says which site.
         let has_body = !body.is_end_stream();
         let head = RequestHead::encode(&parts.method, &path_and_query(&parts.uri), &outgoing, &set, has_body);
-        Ok(Ok(Exchange { backend, host: host_value, head, body: has_body.then_some(body), client_upgrade }))
+        Ok(Prepared::Forward(Exchange {
+            backend,
+            host: host_value,
+            head,
+            body: has_body.then_some(body),
+            client_upgrade,
+        }))
     }
 
     /// Sends a routed request to its replicas (see [`Proxy::send_with_retry`]) and relays the answer; a `101
