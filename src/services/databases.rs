@@ -47,18 +47,20 @@ impl Locks {
     /// the way, so the map holds only the keys in use instead of one entry for every database and backup ever locked;
     /// dropping such a lock cannot let two holders overlap, as there is no holder to overlap with.
     pub(crate) fn of(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
-        match self.0.lock() {
-            Ok(mut map) => {
-                map.retain(|key, lock| key == id || Arc::strong_count(lock) > 1);
-                map.entry(id.to_owned()).or_default().clone()
-            }
-            Err(_) => Arc::new(tokio::sync::Mutex::new(())),
-        }
+        let mut map = self.map();
+        map.retain(|key, lock| key == id || Arc::strong_count(lock) > 1);
+        map.entry(id.to_owned()).or_default().clone()
+    }
+
+    /// The map, even after a panic while it was locked: no step above can leave it half changed, and a fresh,
+    /// unshared lock instead would let two holders overlap.
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<tokio::sync::Mutex<()>>>> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.0.lock().map_or(0, |map| map.len())
+        self.map().len()
     }
 }
 
@@ -576,5 +578,21 @@ mod tests {
         drop(locks.of("other"));
         assert_eq!(locks.len(), 1);
         assert!(locks.of("db1").try_lock().is_ok());
+    }
+
+    #[test]
+    fn a_lock_stays_shared_after_a_panic_with_the_map_locked() {
+        let locks = Locks::default();
+        std::thread::scope(|s| {
+            let panicked = s.spawn(|| {
+                let _map = locks.map();
+                panic!("while the map is locked");
+            });
+            assert!(panicked.join().is_err());
+        });
+        assert!(locks.0.is_poisoned());
+        let held = locks.of("db1");
+        let _guard = held.try_lock().unwrap();
+        assert!(locks.of("db1").try_lock().is_err(), "a second holder of db1 must wait");
     }
 }
