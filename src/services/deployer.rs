@@ -474,7 +474,7 @@ impl Services {
         let sealed = self.secrets.seal(&config.to_string(), &format!("release:{release_id}"))?;
         let healthy_at = Instant::now();
         if d.environment == crate::domain::PRODUCTION {
-            self.publish_routes(Some((d.id.clone(), p.slug.clone(), ws.slug.clone(), p.port))).await;
+            self.route_pending(&d.id, &p.slug, &ws.slug, p.port).await;
         }
         let (dep, img) = (d.clone(), image.to_owned());
         let previous = self
@@ -501,10 +501,11 @@ impl Services {
             })
             .await
             .map_err(Stop::from);
+        // Committed or not, the table follows the database again from here.
+        self.settle_route(&d.id).await;
         let previous = match previous {
             Ok(p) => p,
             Err(stop) => {
-                self.refresh_routes().await;
                 for c in &started {
                     let _ = self.docker.remove_container(c).await;
                 }
@@ -514,14 +515,12 @@ impl Services {
         let previous = match previous {
             Ok(p) => p,
             Err(()) => {
-                self.refresh_routes().await;
                 for c in &started {
                     let _ = self.docker.remove_container(c).await;
                 }
                 return Err(Stop::Cancelled);
             }
         };
-        self.refresh_routes().await;
         let switch_ms = healthy_at.elapsed().as_secs_f64() * 1000.0;
         self.log(
             &d.id,

@@ -113,6 +113,10 @@ pub struct Services {
     pub(crate) backup_target: Option<Arc<crate::s3::BackupTarget>>,
     /// Wakes the backup uploader when a backup was queued for upload.
     backup_uploads: tokio::sync::Notify,
+    /// The deployments routed before they are marked running, held for the length of each route-table rebuild so
+    /// that rebuilds publish in the order they read the database (a rebuild that read before a change can never
+    /// publish after one that read after it).
+    route_rebuilds: tokio::sync::Mutex<routing::Pending>,
 }
 
 /// A shared handle to the services.
@@ -145,6 +149,7 @@ impl Services {
             deploy_wake: tokio::sync::Notify::new(),
             jobs: Mutex::new(HashMap::new()),
             secret_values: Mutex::new(HashMap::new()),
+            route_rebuilds: tokio::sync::Mutex::new(routing::Pending::new()),
             log_hub: runtime_logs::Hub::new(),
             db_locks: databases::Locks::default(),
             backup_locks: databases::Locks::default(),

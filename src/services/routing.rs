@@ -6,19 +6,40 @@ use super::Services;
 use crate::docker::LABEL_DEPLOYMENT;
 use crate::proxy::{Backend, RouteTable};
 use crate::store;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+
+/// The deployments routed before they are marked running: deployment id → (project slug, workspace slug, port).
+pub(crate) type Pending = HashMap<String, (String, String, u16)>;
 
 impl Services {
     /// Rebuilds the route table from the running deployments and their containers, then publishes it.
     pub async fn refresh_routes(&self) {
-        self.publish_routes(None).await;
+        let pending = self.route_rebuilds.lock().await;
+        self.rebuild_routes(&pending).await;
     }
 
-    /// Like [`Services::refresh_routes`], with `pending` — a deployment about to be marked running, as
-    /// (deployment id, project slug, workspace slug, port) — routed instead of whatever serves its host now. The
-    /// worker publishes this before it commits `running`, so a client that sees `running` is already routed.
-    pub(crate) async fn publish_routes(&self, pending: Option<(String, String, String, u16)>) {
+    /// Routes deployment `dep` (project slug, workspace slug, port) instead of whatever serves its host now, until
+    /// [`Services::settle_route`]. The worker calls this before it commits `running`, so a client that sees
+    /// `running` is already routed, and no rebuild in between (another project's deploy, a deletion) takes it away.
+    pub(crate) async fn route_pending(&self, dep: &str, project: &str, ws: &str, port: u16) {
+        let mut pending = self.route_rebuilds.lock().await;
+        pending.insert(dep.to_owned(), (project.to_owned(), ws.to_owned(), port));
+        self.rebuild_routes(&pending).await;
+    }
+
+    /// Ends [`Services::route_pending`] for `dep` (its status is committed, whichever it is) and rebuilds the table
+    /// from the database alone.
+    pub(crate) async fn settle_route(&self, dep: &str) {
+        let mut pending = self.route_rebuilds.lock().await;
+        pending.remove(dep);
+        self.rebuild_routes(&pending).await;
+    }
+
+    /// One rebuild, with the rebuild lock held (`pending` is behind it): rebuilds never overlap, so they publish in
+    /// the order they read the database.
+    async fn rebuild_routes(&self, pending: &Pending) {
         let rows = self
             .store
             .read(|c| {
@@ -27,8 +48,10 @@ impl Services {
             .await;
         let (rows, domains) = match rows {
             Ok((mut r, d)) => {
-                // Last wins for a host: the pending deployment replaces the one it is about to supersede.
-                r.extend(pending);
+                // Last wins for a host: a pending deployment replaces the one it is about to supersede.
+                r.extend(
+                    pending.iter().map(|(dep, (project, ws, port))| (dep.clone(), project.clone(), ws.clone(), *port)),
+                );
                 (r, d)
             }
             Err(e) => {
