@@ -1,6 +1,7 @@
 //! What a deploy can be asked for, on the real engine: build arguments (plain variables always, secrets only when
 //! marked `build_secret`), a pinned commit, a confirmed volume `reset`, builds one at a time, what `status`
-//! shows of running and crash-looping replicas, and what deleting a project or its workspace leaves behind.
+//! shows of running and crash-looping replicas, and what deleting a project or its workspace leaves behind (also
+//! with route-table rebuilds racing the deletion).
 
 use crate::deploy::{BASE_IMAGE, commit, deploy_setup, get_path, sh, wait_for, write_app};
 use crate::support::{Cred, TestEnv};
@@ -316,6 +317,50 @@ async fn deleting_a_project_or_its_workspace_removes_its_replicas_and_keeps_its_
         &["volume", "ls", "-q", "--filter", &format!("label=berth.workspace={ws_id}")],
     );
     assert_eq!(volumes.lines().count(), 2, "both projects' volumes are kept: {volumes}");
+}
+
+/// Route-table rebuilds that read the database before a deletion committed must not publish after the deletion's
+/// own rebuild: the deleted project would be routed again, to replicas that are being removed (a 502 instead of a
+/// 404 until something else rebuilt the table). Forty rebuilds start as the deletion is sent, over its first few
+/// milliseconds; before rebuilds ran one at a time this failed in the first or second of eight rounds, in three
+/// runs out of three.
+#[tokio::test]
+async fn a_rebuild_racing_a_deletion_never_routes_the_deleted_project_again() {
+    let (env, owner, _cleanup, _repo) = deploy_setup(0, "unused").await;
+    let services = env.handle.as_ref().unwrap().services.clone();
+    let start = "mkdir -p /www && echo up > /www/index.html && busybox httpd -f -p 8080 -h /www";
+    for round in 0..8 {
+        for name in ["svc", "other"] {
+            if round > 0 && name == "other" {
+                continue;
+            }
+            env.post(
+                "/api/workspaces/acme/projects",
+                &owner,
+                json!({"name": name, "port": 8080, "image": BASE_IMAGE, "runtime": {"start_command": start}}),
+            )
+            .await
+            .expect(201);
+            let path = format!("/api/workspaces/acme/projects/{name}/deployments");
+            assert_eq!(deploy(&env, &owner, &path, json!({})).await["status"], json!("running"));
+        }
+        assert_eq!(get_path(&env, "/").await, "up\n");
+        let rebuilds: Vec<_> = (0..40u64)
+            .map(|n| {
+                let services = services.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_micros(n * 100)).await;
+                    services.refresh_routes().await;
+                })
+            })
+            .collect();
+        env.delete(BASE, &owner).await.expect(200);
+        for rebuild in rebuilds {
+            rebuild.await.unwrap();
+        }
+        let r = env.http.get(format!("{}/", env.apps)).header("Host", "svc.acme.localhost").send().await.unwrap();
+        assert_eq!(r.status(), 404, "round {round}: the deleted project is routed again");
+    }
 }
 
 #[tokio::test]
