@@ -68,6 +68,7 @@ impl Services {
     /// DNS-01, others through `acme_challenge`).
     pub(crate) async fn sync_certificates(&self) {
         let Some(manager) = self.tls.get() else { return };
+        let _one_at_a_time = self.domain_syncs.lock().await;
         let rows = match self.store.read(store::domains::all).await {
             Ok(rows) => rows,
             Err(e) => {

@@ -470,6 +470,7 @@ impl Services {
 
     /// Hands the proxy the tokens of every domain, so `/.well-known/berth-verification/<token>` answers them.
     pub(crate) async fn publish_verification_tokens(&self) {
+        let _one_at_a_time = self.domain_syncs.lock().await;
         match self.store.read(store::domains::all).await {
             Ok(rows) => {
                 let tokens: HashMap<String, String> = rows.into_iter().map(|r| (r.domain, r.token)).collect();

@@ -117,6 +117,9 @@ pub struct Services {
     /// that rebuilds publish in the order they read the database (a rebuild that read before a change can never
     /// publish after one that read after it).
     route_rebuilds: tokio::sync::Mutex<routing::Pending>,
+    /// Held while the domains are read and handed to the proxy (verification tokens) or to the certificate
+    /// manager (the names wanted), for the same reason: a reader that read before a change publishes first.
+    domain_syncs: tokio::sync::Mutex<()>,
 }
 
 /// A shared handle to the services.
@@ -150,6 +153,7 @@ impl Services {
             jobs: Mutex::new(HashMap::new()),
             secret_values: Mutex::new(HashMap::new()),
             route_rebuilds: tokio::sync::Mutex::new(routing::Pending::new()),
+            domain_syncs: tokio::sync::Mutex::new(()),
             log_hub: runtime_logs::Hub::new(),
             db_locks: databases::Locks::default(),
             backup_locks: databases::Locks::default(),
