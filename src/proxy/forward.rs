@@ -73,6 +73,13 @@ pub(crate) struct Exchange {
     client_upgrade: Option<OnUpgrade>,
 }
 
+impl Exchange {
+    /// Whether the request is a `HEAD` (its response has no body).
+    pub(crate) fn is_head(&self) -> bool {
+        self.head.head_method
+    }
+}
+
 /// What [`Proxy::prepare`] made of a request it could route.
 enum Prepared {
     /// To be sent to one of the host's replicas.
@@ -108,6 +115,90 @@ impl Proxy {
             Ok(Prepared::Answer(response)) => Step::Local(finishing, Ok(response)),
             Err(error) => Step::Local(finishing, Err(error)),
         }
+    }
+
+    /// [`Proxy::route`] for a request the fast path ([`super::plain`]) parsed itself, when it is an HTTP/1.1
+    /// request without a body that goes to a replica as it is: `None` for anything else (a body, an upgrade or
+    /// `Expect`, a `Connection` option naming a field, an absolute-form target, a host not routed or without
+    /// replicas, a redirect to HTTPS, `/.well-known/`, a malformed head), which hyper then serves from the start.
+    /// Otherwise the request's `Finishing` and `Exchange` are the ones [`Proxy::route`] makes, and whether the
+    /// client asked to close the connection.
+    pub(crate) fn route_plain(
+        &self,
+        req: &httparse::Request<'_, '_>,
+        conn: &ConnInfo,
+    ) -> Option<(Finishing, Exchange, bool)> {
+        let target = req.path?;
+        if !target.starts_with('/') || target.starts_with("/.well-known/") {
+            return None;
+        }
+        let method = hyper::Method::from_bytes(req.method?.as_bytes()).ok()?;
+        if method == hyper::Method::CONNECT {
+            return None;
+        }
+        let (mut host, mut request_id, mut close) = (None, None, false);
+        for field in req.headers.iter() {
+            let name = field.name.as_bytes();
+            let is = |known: &str| name.eq_ignore_ascii_case(known.as_bytes());
+            if is("host") {
+                if host.replace(field.value).is_some() {
+                    return None;
+                }
+            } else if is("content-length") || is("transfer-encoding") || is("upgrade") || is("expect") {
+                return None;
+            } else if is("connection") {
+                for token in field.value.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
+                    if token.eq_ignore_ascii_case(b"close") {
+                        close = true;
+                    } else if !(token.is_empty() || token.eq_ignore_ascii_case(b"keep-alive")) {
+                        return None;
+                    }
+                }
+            } else if is("x-request-id") && request_id.is_none() {
+                request_id = Some(field.value);
+            }
+        }
+        let host_value = HeaderValue::from_bytes(host?).ok()?;
+        let host = normalized(host_value.to_str().ok()?);
+        if host.is_empty() {
+            return None;
+        }
+        let path = PathAndQuery::try_from(target).ok()?;
+        let backend = {
+            let table = self.routes.load();
+            if conn.proto == ForwardedProto::Http && table.is_https_only(&host) {
+                return None;
+            }
+            table.get_normalized(&host).cloned()?
+        };
+        if backend.upstreams().is_empty() {
+            return None;
+        }
+        self.stats.request();
+        let request_id = headers::request_id_from(request_id);
+        let hsts = self.hsts_max_age.load(std::sync::atomic::Ordering::Relaxed);
+        let hsts_host = (hsts > 0 && conn.proto == ForwardedProto::Https).then(|| host.to_string());
+        let logged = self.access.get().map(|_| {
+            let host = hsts_host.clone().unwrap_or_else(|| host.to_string());
+            (method.clone(), host, path.path().chars().take(1024).collect::<String>(), std::time::Instant::now())
+        });
+        drop(host);
+        let forwarded_for = headers::forwarded_for_values(
+            req.headers.iter().filter(|f| f.name.eq_ignore_ascii_case("x-forwarded-for")).map(|f| f.value),
+            &conn.client_address,
+        );
+        let proto = HeaderValue::from_static(conn.proto.as_str());
+        let set = [
+            (header::HOST, &host_value),
+            (X_FORWARDED_FOR, &forwarded_for),
+            (X_FORWARDED_PROTO, &proto),
+            (X_FORWARDED_HOST, &host_value),
+            (X_REQUEST_ID, &request_id),
+        ];
+        let head = RequestHead::encode_plain(&method, &path, req.headers, &set);
+        let finishing = Finishing { request_id, hsts, hsts_host, logged };
+        let exchange = Exchange { backend, host: host_value, head, body: None, client_upgrade: None };
+        Some((finishing, exchange, close))
     }
 
     /// Turns the outcome of a request into its response (an error page from [`error_response`] for an error),

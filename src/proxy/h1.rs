@@ -101,6 +101,54 @@ impl RequestHead {
     }
 }
 
+impl RequestHead {
+    /// [`RequestHead::encode`] for a request without a body that the fast path ([`super::plain`]) parsed itself:
+    /// `fields` as the client sent them, names lowercased as hyper's parser would have made them. The hop-by-hop
+    /// fields are left out (the fast path takes no request whose `Connection` names any other field), and so are
+    /// those `set` replaces.
+    pub(crate) fn encode_plain(
+        method: &Method,
+        path: &PathAndQuery,
+        fields: &[httparse::Header<'_>],
+        set: &[(HeaderName, &HeaderValue)],
+    ) -> RequestHead {
+        let mut bytes = Vec::with_capacity(
+            64 + path.as_str().len()
+                + fields.iter().map(|f| f.name.len() + f.value.len() + 4).sum::<usize>()
+                + set.iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum::<usize>(),
+        );
+        bytes.extend_from_slice(method.as_str().as_bytes());
+        bytes.push(b' ');
+        bytes.extend_from_slice(path.as_str().as_bytes());
+        bytes.extend_from_slice(b" HTTP/1.1\r\n");
+        for field in fields {
+            let name = field.name.as_bytes();
+            let dropped = headers::is_hop_by_hop_name(name)
+                || set.iter().any(|(set, _)| name.eq_ignore_ascii_case(set.as_str().as_bytes()));
+            if dropped {
+                continue;
+            }
+            bytes.extend(name.iter().map(u8::to_ascii_lowercase));
+            bytes.extend_from_slice(b": ");
+            bytes.extend_from_slice(field.value);
+            bytes.extend_from_slice(b"\r\n");
+        }
+        for (name, value) in set {
+            push_field(&mut bytes, name, value);
+        }
+        if has_payload_semantics(method) {
+            // A POST without a length has an empty body (RFC 9112 §6.3); some servers refuse one without it (411).
+            bytes.extend_from_slice(b"content-length: 0\r\n");
+        }
+        bytes.extend_from_slice(b"\r\n");
+        let idempotent = matches!(
+            *method,
+            Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+        );
+        RequestHead { bytes, framing: RequestFraming::Empty, head_method: *method == Method::HEAD, idempotent }
+    }
+}
+
 /// Appends `name: value` and CRLF. Values came from a parser that refuses CR and LF (httparse, h2) or through
 /// `HeaderValue`'s own checks, so a field cannot end early and smuggle another.
 fn push_field(bytes: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {

@@ -45,6 +45,11 @@ fn hop_by_hop_index(name: &HeaderName) -> Option<usize> {
     }
 }
 
+/// [`is_hop_by_hop`] for a field name as a client spelled it (any case).
+pub(crate) fn is_hop_by_hop_name(name: &[u8]) -> bool {
+    HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h.as_str().as_bytes()))
+}
+
 /// Whether `name` is one of the fixed hop-by-hop fields (not those a `Connection` header names).
 pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {
     hop_by_hop_index(name).is_some()
@@ -150,7 +155,12 @@ fn connection_tokens(headers: &HeaderMap) -> Vec<String> {
 /// `client`. (`X-Forwarded-Proto` and `X-Forwarded-Host` are not extended but replaced: only this proxy knows how
 /// the client reached it.)
 pub fn forwarded_for(headers: &HeaderMap, client: &HeaderValue) -> HeaderValue {
-    let mut earlier = headers.get_all(&X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()).map(str::trim);
+    forwarded_for_values(headers.get_all(&X_FORWARDED_FOR).iter().map(HeaderValue::as_bytes), client)
+}
+
+/// [`forwarded_for`] over the raw values of the request's `X-Forwarded-For` fields, in order.
+pub(crate) fn forwarded_for_values<'a>(values: impl Iterator<Item = &'a [u8]>, client: &HeaderValue) -> HeaderValue {
+    let mut earlier = values.filter_map(visible_ascii).map(str::trim);
     match earlier.next() {
         // The usual case, a client that came straight here: the value is the connection's, made once.
         None => client.clone(),
@@ -171,9 +181,13 @@ pub fn client_address(client: IpAddr) -> HeaderValue {
 /// `[A-Za-z0-9._:/+=-]`, so it cannot smuggle anything into logs or headers), otherwise a fresh UUID v7 (time
 /// ordered, so ids sort by arrival).
 pub fn request_id(headers: &HeaderMap) -> HeaderValue {
-    let incoming = headers.get(&X_REQUEST_ID).filter(|v| is_valid_request_id(v.as_bytes()));
-    match incoming {
-        Some(value) => value.clone(),
+    request_id_from(headers.get(&X_REQUEST_ID).map(HeaderValue::as_bytes))
+}
+
+/// [`request_id`] from the raw value of the request's first `X-Request-Id` field, if it has one.
+pub(crate) fn request_id_from(incoming: Option<&[u8]>) -> HeaderValue {
+    match incoming.filter(|v| is_valid_request_id(v)).and_then(|v| HeaderValue::from_bytes(v).ok()) {
+        Some(value) => value,
         None => {
             let mut buffer = uuid::Uuid::encode_buffer();
             let id = REQUEST_ID_CLOCK
@@ -189,6 +203,12 @@ thread_local! {
     /// The UUID v7 clock per thread: ids are ordered per worker thread (and by millisecond across them), without
     /// `Uuid::now_v7`'s process-wide mutex, which every request on every core took.
     static REQUEST_ID_CLOCK: uuid::ContextV7 = const { uuid::ContextV7::new() };
+}
+
+/// `bytes` as text when they are what `HeaderValue::to_str` accepts: visible ASCII, spaces and tabs.
+fn visible_ascii(bytes: &[u8]) -> Option<&str> {
+    let visible = bytes.iter().all(|&b| b == b'\t' || (b' '..=b'~').contains(&b));
+    if visible { std::str::from_utf8(bytes).ok() } else { None }
 }
 
 fn is_valid_request_id(bytes: &[u8]) -> bool {

@@ -14,6 +14,7 @@ mod forward;
 mod h1;
 mod headers;
 mod idle;
+mod plain;
 mod routes;
 mod stats;
 #[cfg(test)]
@@ -307,7 +308,27 @@ impl Proxy {
                         return;
                     }
                 };
-                let connection = pin!(server.serve_connection_with_upgrades(TokioIo::new(io), service));
+                // Plain HTTP/1.1 requests first, without hyper; hyper takes over at the first other request.
+                let closing = std::sync::atomic::AtomicBool::new(false);
+                let close = |_: Pin<&mut _>| closing.store(true, std::sync::atomic::Ordering::Relaxed);
+                let served = {
+                    let fast = pin!(plain::serve(io, &service.0, &closing));
+                    idle::watch(fast, close, &activity, idle, &stop).await
+                };
+                let (io, read) = match served {
+                    Some(Ok(plain::Ended::Handover(io, read))) => (io, read),
+                    Some(Ok(plain::Ended::Closed)) => return,
+                    Some(Err(error)) => {
+                        tracing::debug!(peer = %peer, error = %error, "client connection ended with an error");
+                        return;
+                    }
+                    None => {
+                        tracing::debug!(peer = %peer, "client connection dropped: idle, and did not close");
+                        return;
+                    }
+                };
+                let io = TokioIo::new(plain::Rewind::new(io, read));
+                let connection = pin!(server.serve_connection_with_upgrades(io, service));
                 // Finish the requests in flight, if any, then close instead of keeping the connection alive
                 // (HTTP/2: GOAWAY, RFC 9113 §6.8).
                 let close = |connection: Pin<&mut _>| auto::UpgradeableConnection::graceful_shutdown(connection);

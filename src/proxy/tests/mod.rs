@@ -4,6 +4,7 @@ mod failures;
 mod headers;
 mod http2;
 mod idle;
+mod plain;
 mod routing;
 mod streaming;
 mod websocket;
