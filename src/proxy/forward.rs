@@ -188,13 +188,7 @@ impl Proxy {
             &conn.client_address,
         );
         let proto = HeaderValue::from_static(conn.proto.as_str());
-        let set = [
-            (header::HOST, &host_value),
-            (X_FORWARDED_FOR, &forwarded_for),
-            (X_FORWARDED_PROTO, &proto),
-            (X_FORWARDED_HOST, &host_value),
-            (X_REQUEST_ID, &request_id),
-        ];
+        let set = forwarding_fields(&host_value, &forwarded_for, &proto, &request_id);
         let head = RequestHead::encode_plain(&method, &path, req.headers, &set);
         let finishing = Finishing { request_id, hsts, hsts_host, logged };
         let exchange = Exchange { backend, host: host_value, head, body: None, client_upgrade: None };
@@ -331,13 +325,7 @@ impl Proxy {
         // client sent, as only this proxy knows how the client reached it.
         let forwarded_for = headers::forwarded_for(&outgoing, &conn.client_address);
         let proto = HeaderValue::from_static(conn.proto.as_str());
-        let set = [
-            (header::HOST, &host_value),
-            (X_FORWARDED_FOR, &forwarded_for),
-            (X_FORWARDED_PROTO, &proto),
-            (X_FORWARDED_HOST, &host_value),
-            (X_REQUEST_ID, request_id),
-        ];
+        let set = forwarding_fields(&host_value, &forwarded_for, &proto, request_id);
         // Upstreams always get HTTP/1.1 in origin form (RFC 9112 §3.2.1): keep-alive and upgrades depend on it, and
         // the replica is reached directly, `Host` says which site.
         let has_body = !body.is_end_stream();
@@ -411,6 +399,23 @@ impl Proxy {
         };
         Err(ProxyError::BadGateway { host: route_key(host), source })
     }
+}
+
+/// The fields the proxy sets on every request it forwards, replacing any the client sent: `Host` as the client
+/// sent it, `X-Forwarded-For` (extended), `-Proto` and `-Host`, and the request's id.
+fn forwarding_fields<'a>(
+    host: &'a HeaderValue,
+    forwarded_for: &'a HeaderValue,
+    proto: &'a HeaderValue,
+    request_id: &'a HeaderValue,
+) -> [(header::HeaderName, &'a HeaderValue); 5] {
+    [
+        (header::HOST, host),
+        (X_FORWARDED_FOR, forwarded_for),
+        (X_FORWARDED_PROTO, proto),
+        (X_FORWARDED_HOST, host),
+        (X_REQUEST_ID, request_id),
+    ]
 }
 
 /// The request target in origin form (RFC 9112 §3.2.1): path and query, `/` when empty.

@@ -27,6 +27,7 @@ use hyper::{Response, StatusCode};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use super::forward::{Exchange, Finishing};
+use super::upstream::write_all_vectored;
 use super::{ProxyBody, ServiceState};
 
 /// The most header fields the fast path parses; a request with more goes to hyper (which allows 100).
@@ -253,21 +254,6 @@ async fn write_response<S: AsyncWrite + Unpin>(
         io.write_all(&head).await?;
     }
     io.flush().await
-}
-
-async fn write_all_vectored<W: AsyncWrite + Unpin>(io: &mut W, mut slices: &mut [IoSlice<'_>]) -> io::Result<()> {
-    while !slices.is_empty() {
-        if slices[0].is_empty() {
-            slices = &mut slices[1..];
-            continue;
-        }
-        let written = io.write_vectored(slices).await?;
-        if written == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        IoSlice::advance_slices(&mut slices, written);
-    }
-    Ok(())
 }
 
 thread_local! {

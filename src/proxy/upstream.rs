@@ -322,7 +322,10 @@ async fn send_body<W: AsyncWrite + Unpin>(
     Ok(())
 }
 
-async fn write_all_vectored<W: AsyncWrite + Unpin>(writer: &mut W, mut slices: &mut [IoSlice<'_>]) -> io::Result<()> {
+pub(crate) async fn write_all_vectored<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    mut slices: &mut [IoSlice<'_>],
+) -> io::Result<()> {
     while !slices.is_empty() {
         let written = writer.write_vectored(slices).await?;
         if written == 0 {
