@@ -102,14 +102,7 @@ impl Proxy {
             return Step::Answered(answer);
         }
         let request_id = headers::request_id(req.headers());
-        let hsts = self.hsts_max_age.load(std::sync::atomic::Ordering::Relaxed);
-        let hsts_host = (hsts > 0 && conn.proto == ForwardedProto::Https).then(|| request_host(&req));
-        let logged = self.access.get().map(|_| {
-            let host = hsts_host.clone().unwrap_or_else(|| request_host(&req));
-            let path = req.uri().path().chars().take(1024).collect::<String>();
-            (req.method().clone(), host, path, std::time::Instant::now())
-        });
-        let finishing = Finishing { request_id, hsts, hsts_host, logged };
+        let finishing = self.finishing(conn, request_id, req.method(), || request_host(&req), req.uri().path());
         match self.prepare(req, conn, &finishing.request_id) {
             Ok(Prepared::Forward(exchange)) => Step::Forward(finishing, exchange),
             Ok(Prepared::Answer(response)) => Step::Local(finishing, Ok(response)),
@@ -176,23 +169,36 @@ impl Proxy {
         }
         self.stats.request();
         let request_id = headers::request_id_from(request_id);
-        let hsts = self.hsts_max_age.load(std::sync::atomic::Ordering::Relaxed);
-        let hsts_host = (hsts > 0 && conn.proto == ForwardedProto::Https).then(|| host.to_string());
-        let logged = self.access.get().map(|_| {
-            let host = hsts_host.clone().unwrap_or_else(|| host.to_string());
-            (method.clone(), host, path.path().chars().take(1024).collect::<String>(), std::time::Instant::now())
-        });
+        let finishing = self.finishing(conn, request_id, &method, || host.to_string(), path.path());
         drop(host);
         let forwarded_for = headers::forwarded_for_values(
             req.headers.iter().filter(|f| f.name.eq_ignore_ascii_case("x-forwarded-for")).map(|f| f.value),
             &conn.client_address,
         );
         let proto = HeaderValue::from_static(conn.proto.as_str());
-        let set = forwarding_fields(&host_value, &forwarded_for, &proto, &request_id);
+        let set = forwarding_fields(&host_value, &forwarded_for, &proto, &finishing.request_id);
         let head = RequestHead::encode_plain(&method, &path, req.headers, &set);
-        let finishing = Finishing { request_id, hsts, hsts_host, logged };
         let exchange = Exchange { backend, host: host_value, head, body: None, client_upgrade: None };
         Some((finishing, exchange, close))
+    }
+
+    /// What finishing a request will need: its id, whether HSTS applies (the host is wanted then), and the access
+    /// log's fields when there is an access log (the host is made at most once, only when one of them needs it).
+    fn finishing(
+        &self,
+        conn: &ConnInfo,
+        request_id: HeaderValue,
+        method: &hyper::Method,
+        host: impl Fn() -> String,
+        path: &str,
+    ) -> Finishing {
+        let hsts = self.hsts_max_age.load(std::sync::atomic::Ordering::Relaxed);
+        let hsts_host = (hsts > 0 && conn.proto == ForwardedProto::Https).then(&host);
+        let logged = self.access.get().map(|_| {
+            let host = hsts_host.clone().unwrap_or_else(&host);
+            (method.clone(), host, path.chars().take(1024).collect::<String>(), std::time::Instant::now())
+        });
+        Finishing { request_id, hsts, hsts_host, logged }
     }
 
     /// Turns the outcome of a request into its response (an error page from [`error_response`] for an error),

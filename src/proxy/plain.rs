@@ -157,19 +157,19 @@ async fn write_response<S: AsyncWrite + Unpin>(
     head.push(b' ');
     head.extend_from_slice(status.canonical_reason().unwrap_or("<none>").as_bytes());
     head.extend_from_slice(b"\r\n");
-    let mut length_written: Option<Option<u64>> = None;
+    let mut length_written = false;
     for (name, value) in &parts.headers {
         if name == header::CONTENT_LENGTH {
             // The replica's length stands for a body of that length, and for a `HEAD` (its body's length).
             let keep = match known {
-                Some(Some(_)) => length_written.is_none(),
+                Some(Some(_)) => !length_written,
                 Some(None) => false,
                 None => head_method,
             };
             if !keep {
                 continue;
             }
-            length_written = Some(known.flatten());
+            length_written = true;
         } else if name == header::TRANSFER_ENCODING {
             // This hop's framing is chosen below (replicas' `Transfer-Encoding` is removed as it is read anyway).
             continue;
@@ -182,8 +182,8 @@ async fn write_response<S: AsyncWrite + Unpin>(
     if !keep_alive {
         head.extend_from_slice(b"connection: close\r\n");
     }
-    let chunked = length_written.is_none() && !bodiless && known == Some(None);
-    if length_written.is_none() {
+    let chunked = !length_written && !bodiless && known == Some(None);
+    if !length_written {
         match known {
             Some(None) if chunked => head.extend_from_slice(b"transfer-encoding: chunked\r\n"),
             Some(None) => {}

@@ -175,3 +175,28 @@ async fn an_idle_plain_connection_closes_and_a_client_closing_first_is_fine() {
     let response = get_via(&client(), proxy.addr, "app.example.com", "/").await;
     assert_eq!(response.status(), 200);
 }
+
+#[tokio::test]
+async fn what_the_fast_path_does_not_parse_is_still_answered_by_hyper() {
+    let (replica, _) = upstream("a").await;
+    let proxy = start_proxy(ProxyConfig::default(), &[("app.example.com", vec![replica])]).await;
+    // Not HTTP: hyper's 400, as before the fast path.
+    let (status, _, _) = raw_exchange(proxy.addr, "GET /a b c\r\nHost: app.example.com\r\n\r\n").await;
+    assert_eq!(status, 400);
+    let (status, _, _) =
+        raw_exchange(proxy.addr, "GET / HTTP/1.1\r\nHost: app.example.com\r\nBad Name: x\r\n\r\n").await;
+    assert_eq!(status, 400);
+    // A head longer than the fast path waits for, and more fields than it parses: served all the same.
+    let long = format!(
+        "GET / HTTP/1.1\r\nHost: app.example.com\r\nX-Long: {}\r\nConnection: close\r\n\r\n",
+        "v".repeat(20 * 1024)
+    );
+    let (status, _, body) = raw_exchange(proxy.addr, &long).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("x-long"), "the long field reached the replica: {body}");
+    let many: String = (0..80).map(|i| format!("X-Field-{i}: {i}\r\n")).collect();
+    let request = format!("GET / HTTP/1.1\r\nHost: app.example.com\r\n{many}Connection: close\r\n\r\n");
+    let (status, _, body) = raw_exchange(proxy.addr, &request).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("x-field-79"), "{body}");
+}
